@@ -1,0 +1,198 @@
+"""The ``lessons`` command: serve, migrate, manage organizers and workshops,
+export, import and purge. Every command is documented in the README (a test
+checks that)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+from sqlmodel import Session
+
+from app.config import get_settings
+from app.db import make_engine
+
+
+def _engine():  # type: ignore[no-untyped-def]
+    return make_engine(get_settings())
+
+
+@click.group(help="Live lessons-learned workshops.")
+def main() -> None:
+    pass
+
+
+@main.command(help="Serve the app (uvicorn).")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int)
+def serve(host: str, port: int, workers: int) -> None:
+    import os
+
+    import uvicorn
+
+    # Links printed and shown to organizers use the address actually served.
+    os.environ.setdefault("LESSONS_PUBLIC_URL", f"http://{host}:{port}")
+    get_settings.cache_clear()
+    settings = get_settings()
+    uvicorn.run(
+        "app.asgi:app",
+        host=host,
+        port=port,
+        workers=workers,
+        ws_ping_interval=settings.ws_ping_interval,
+        ws_ping_timeout=settings.ws_ping_interval,
+        ws_max_size=settings.ws_max_frame_bytes,
+        access_log=False,  # URLs can carry link keys; see app/asgi.py for our own log
+        log_level=settings.log_level,
+        proxy_headers=True,
+    )
+
+
+@main.group(help="Database schema.")
+def db() -> None:
+    pass
+
+
+@db.command("upgrade", help="Apply the Alembic migrations up to the newest.")
+def db_upgrade() -> None:
+    from app.migrate import upgrade
+
+    settings = get_settings()
+    if settings.is_sqlite:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+    upgrade(settings.sqlalchemy_url)
+    click.echo("Database is up to date.")
+
+
+@main.group(help="Organizer accounts.")
+def organizer() -> None:
+    pass
+
+
+@organizer.command("add", help="Add an organizer; the password is read from a prompt or stdin.")
+@click.argument("name")
+def organizer_add(name: str) -> None:
+    from app.domain import organizers
+    from app.domain.errors import DomainError
+
+    if sys.stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    with Session(_engine()) as session:
+        try:
+            organizers.add_organizer(session, name=name, password=password)
+        except DomainError as exc:
+            raise click.ClickException(exc.message) from None
+        session.commit()
+    click.echo(f"Organizer {name!r} added.")
+
+
+@main.command(help="List the built-in workshop templates.")
+def templates() -> None:
+    from app.domain.templates import all_templates
+
+    for t in all_templates().values():
+        click.echo(f"{t.name}\t{t.title} ({len(t.focus_areas)} focus areas)")
+
+
+@main.group(help="Workshops.")
+def workshop() -> None:
+    pass
+
+
+@workshop.command("create", help="Create a workshop; prints its code and links as JSON.")
+@click.option(
+    "--template", "template", default=None, help="Template name (see `lessons templates`)."
+)
+@click.option("--title", required=True)
+def workshop_create(template: str | None, title: str) -> None:
+    from app.domain import workshops
+    from app.domain.errors import DomainError
+    from app.models import WorkshopCreate
+    from app.web.common import links
+
+    settings = get_settings()
+    with Session(_engine()) as session:
+        try:
+            ws = workshops.create_workshop(
+                session, data=WorkshopCreate(title=title, template=template), organizer_id=None
+            )
+        except DomainError as exc:
+            raise click.ClickException(exc.message) from None
+        session.commit()
+        click.echo(
+            json.dumps({"code": ws.code, "title": ws.title, **links(settings, ws)}, indent=2)
+        )
+
+
+@workshop.command("list", help="List workshops.")
+def workshop_list() -> None:
+    from app.domain import workshops
+
+    with Session(_engine()) as session:
+        for w in workshops.workshops_of(session, None):
+            state = "closed" if w.closed else "open"
+            click.echo(f"{w.code}\t{w.date or '-'}\t{state}\t{w.title}")
+
+
+@main.command("export", help="Export a workshop's outcome document.")
+@click.argument("code")
+@click.option("--format", "fmt", default="docx", show_default=True)
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path))
+def export(code: str, fmt: str, output: Path | None) -> None:
+    from app import exports
+    from app.domain import workshops
+    from app.domain.errors import DomainError
+
+    if fmt not in exports.FORMATS:
+        raise click.ClickException(f"Unknown format {fmt!r}: {', '.join(exports.FORMATS)}")
+    with Session(_engine()) as session:
+        try:
+            ws = workshops.get_by_code(session, code)
+        except DomainError as exc:
+            raise click.ClickException(exc.message) from None
+        assert ws.id is not None
+        file = exports.export_workshop(session, ws.id, fmt)
+    target = output or Path(file.filename)
+    target.write_bytes(file.content)
+    click.echo(f"Wrote {target} ({len(file.content)} bytes).")
+
+
+@main.command("import", help="Restore a JSON archive as a new, closed workshop.")
+@click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def import_(file: Path) -> None:
+    from app.domain import workshops
+    from app.exports.archive import import_archive
+
+    data = json.loads(file.read_text(encoding="utf-8"))
+    with Session(_engine()) as session:
+        ws = import_archive(session, data, new_code=workshops._unique_code(session))
+        session.commit()
+        click.echo(f"Imported as {ws.code}: {ws.title}")
+
+
+@main.command(help="Delete workshops closed more than N days ago (default: the retention setting).")
+@click.option("--days", type=int, default=None)
+def purge(days: int | None) -> None:
+    from app.domain import workshops
+
+    settings = get_settings()
+    days = days if days is not None else settings.retention_days
+    if not days:
+        raise click.ClickException("Retention is off: set LESSONS_RETENTION_DAYS or pass --days.")
+    engine = _engine()
+    with Session(engine) as session:
+        codes = workshops.purge_closed(session, older_than_days=days)
+        session.commit()
+    if settings.is_sqlite:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    click.echo(f"Purged {len(codes)} workshop(s).")
+
+
+if __name__ == "__main__":
+    main()

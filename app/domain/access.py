@@ -1,0 +1,44 @@
+"""Secrets: participant tokens (random, stored as SHA-256), join codes (40
+bits from an alphabet without look-alikes), and the facilitator and projector
+keys, derived from the server secret with HMAC over the workshop id, the role
+and a rotation counter, so the organizer can see them again and rotate them
+without the database ever holding them."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+
+CODE_ALPHABET = "23456789ABCDEFGHJKLMNPQRSTUVWXYZ"  # 32 symbols, no 0/O/1/I
+CODE_LENGTH = 8  # 8 x 5 bits = 40 bits
+
+
+def new_token() -> str:
+    return secrets.token_urlsafe(24)  # 192 bits
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def new_join_code() -> str:
+    return "".join(secrets.choice(CODE_ALPHABET) for _ in range(CODE_LENGTH))
+
+
+def normalize_code(code: str) -> str:
+    """Codes are case-insensitive when typed; spaces and dashes are ignored."""
+    return "".join(ch for ch in code.upper() if ch.isalnum())[:16]
+
+
+def derive_key(secret: str, *, workshop_id: int, role: str, rotation: int) -> str:
+    msg = f"{workshop_id}:{role}:{rotation}".encode()
+    digest = hmac.new(secret.encode(), msg, hashlib.sha256).digest()
+    return digest[:20].hex()  # 160 bits
+
+
+def check_key(secret: str, key: str | None, *, workshop_id: int, role: str, rotation: int) -> bool:
+    if not key:
+        return False
+    expected = derive_key(secret, workshop_id=workshop_id, role=role, rotation=rotation)
+    return hmac.compare_digest(expected, key.strip().lower())

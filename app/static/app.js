@@ -1,0 +1,193 @@
+/* Lessons learned: the small amount of browser code the pages need.
+   No inline scripts anywhere (strict CSP); everything is wired here. */
+(function () {
+  "use strict";
+  var lastSeq = null;
+
+  function csrf() {
+    var m = document.querySelector('meta[name="csrf-token"]');
+    return m ? m.content : "";
+  }
+  function announce(text) {
+    var a = document.getElementById("announcer");
+    if (a) { a.textContent = ""; setTimeout(function () { a.textContent = text; }, 30); }
+  }
+  function setConn(state, label) {
+    document.querySelectorAll("[data-conn]").forEach(function (el) {
+      el.dataset.state = state;
+      el.textContent = label;
+    });
+  }
+  function uuid() {
+    if (window.crypto && crypto.randomUUID) return crypto.randomUUID();
+    return String(Date.now()) + Math.random().toString(16).slice(2);
+  }
+
+  document.addEventListener("htmx:configRequest", function (e) {
+    e.detail.headers["X-CSRF-Token"] = csrf();
+  });
+
+  /* Errors: show the server's message next to the form that caused it;
+     nothing the person typed is lost because nothing is swapped. */
+  document.addEventListener("htmx:responseError", function (e) {
+    var xhr = e.detail.xhr, msg = "Something went wrong (" + xhr.status + ").";
+    try { msg = JSON.parse(xhr.responseText).error.message || msg; } catch (err) { /* keep */ }
+    var elt = e.detail.elt, form = elt.closest ? elt.closest("form") : null;
+    var slot = (form && form.querySelector(".form-errors")) ||
+      (elt.closest && elt.closest(".fa") && elt.closest(".fa").querySelector(".form-errors")) ||
+      document.getElementById("console-msg");
+    if (slot) { slot.textContent = msg; slot.classList.add("alert"); }
+    announce(msg);
+  });
+  document.addEventListener("htmx:sendError", function () {
+    announce("The server cannot be reached. Your text is kept; try again in a moment.");
+  });
+
+  /* Card forms: a client id per submission makes retries idempotent. */
+  document.addEventListener("htmx:configRequest", function (e) {
+    var form = e.detail.elt;
+    if (form.matches && form.matches("form.card-form")) {
+      var input = form.querySelector("[data-client-id]");
+      if (input && !input.value) input.value = uuid();
+      e.detail.parameters.client_id = input ? input.value : "";
+    }
+  });
+  document.addEventListener("htmx:afterRequest", function (e) {
+    var form = e.detail.elt;
+    if (form.matches && form.matches("form.card-form") && e.detail.successful) {
+      form.reset();
+      var input = form.querySelector("[data-client-id]");
+      if (input) input.value = "";
+      var errs = form.querySelector(".form-errors");
+      if (errs) { errs.textContent = ""; errs.classList.remove("alert"); }
+      var sim = form.querySelector(".similar");
+      if (sim) sim.innerHTML = "";
+      announce("Card added.");
+      var title = form.querySelector("input[name=title]");
+      if (title) title.focus();
+    }
+  });
+
+  /* Live connection: say hello with the last seq after every (re)connect. */
+  document.addEventListener("htmx:wsOpen", function (e) {
+    setConn("up", "Live");
+    e.detail.socketWrapper.send(JSON.stringify({ type: "hello", seq: lastSeq }));
+  });
+  document.addEventListener("htmx:wsClose", function () { setConn("down", "Reconnecting…"); });
+  document.addEventListener("htmx:wsError", function () { setConn("down", "Reconnecting…"); });
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    var st = document.getElementById("ws-status") || document.getElementById("projector");
+    if (st && st.dataset.seq) lastSeq = parseInt(st.dataset.seq, 10);
+    tick();
+    initSortables();
+  });
+
+  /* Phase changes and new cards are announced to screen readers. */
+  var lastPhases = {};
+  function watchPhases() {
+    document.querySelectorAll(".fa-head").forEach(function (h) {
+      var title = h.querySelector("h2"), prev = lastPhases[h.id];
+      var label = h.querySelector(".phase");
+      if (prev && prev !== h.dataset.phase && title && label) {
+        announce(title.textContent + ": " + label.textContent);
+      }
+      lastPhases[h.id] = h.dataset.phase;
+    });
+  }
+  document.addEventListener("htmx:wsAfterMessage", watchPhases);
+
+  /* Countdown timers: ends-at comes from the server, in UTC. */
+  function tick() {
+    var now = Date.now();
+    document.querySelectorAll("[data-ends-at]").forEach(function (el) {
+      var end = Date.parse(el.dataset.endsAt);
+      if (isNaN(end)) return;
+      var left = Math.max(0, Math.round((end - now) / 1000));
+      var text = Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0");
+      if (el.textContent !== text) el.textContent = text;
+      if (left === 0 && !el.dataset.done) { el.dataset.done = "1"; el.classList.add("ended"); announce("Time is up."); }
+    });
+  }
+  setInterval(tick, 1000);
+
+  /* Drag and drop for the facilitator (SortableJS); the same moves exist as
+     "Move to" menus for keyboard and screen-reader users. */
+  function initSortables() {
+    if (!window.Sortable) return;
+    var root = document.querySelector("[data-code]");
+    if (!root) return;
+    document.querySelectorAll(".card-list.sortable").forEach(function (list) {
+      if (list.dataset.sortable) return;
+      list.dataset.sortable = "1";
+      window.Sortable.create(list, {
+        group: "cards-" + list.dataset.fa,
+        draggable: ".card",
+        animation: 120,
+        onEnd: function (evt) {
+          if (evt.from === evt.to) return;
+          var cardId = evt.item.dataset.cardId;
+          htmx.ajax("POST", "/w/" + root.dataset.code + "/cards/" + cardId + "/move", {
+            values: { cluster_id: evt.to.dataset.clusterId || "" }, swap: "none", source: evt.item
+          });
+        }
+      });
+    });
+  }
+
+  /* Keyboard shortcuts on the console (listed on the page). */
+  var currentFa = null;
+  document.addEventListener("keydown", function (e) {
+    var console_ = document.querySelector(".page-console");
+    if (!console_ || e.ctrlKey || e.metaKey || e.altKey) return;
+    var tag = (e.target.tagName || "").toLowerCase();
+    if (tag === "input" || tag === "textarea" || tag === "select") return;
+    var areas = document.querySelectorAll(".console-areas > .fa");
+    if (/^[1-9]$/.test(e.key)) {
+      var a = areas[parseInt(e.key, 10) - 1];
+      if (a) { currentFa = a; a.focus(); a.scrollIntoView({ block: "start" }); }
+      return;
+    }
+    var fa = currentFa || areas[0];
+    if (!fa) return;
+    var sel = fa.querySelector("[data-phase-select]");
+    if ((e.key === "n" || e.key === "p") && sel) {
+      var i = sel.selectedIndex + (e.key === "n" ? 1 : -1);
+      if (i >= 0 && i < sel.options.length) { sel.selectedIndex = i; htmx.trigger(sel.form, "submit"); }
+    } else if (e.key === "s") { click(fa, "[data-spotlight]"); }
+    else if (e.key === "t") { click(fa, "[data-timer]"); }
+    else if (e.key === "r") { click(fa, "[data-reveal]"); }
+  });
+  function click(scope, selector) { var b = scope.querySelector(selector); if (b) b.click(); }
+
+  /* "+ New cluster" in a move menu submits at once. */
+  document.addEventListener("change", function (e) {
+    if (e.target.matches && e.target.matches("[data-move-select]") && e.target.value === "new") {
+      htmx.trigger(e.target.form, "submit");
+    }
+  });
+
+  /* Exports: a progress note while the file is prepared. */
+  document.addEventListener("click", function (e) {
+    var a = e.target.closest ? e.target.closest("a[data-export]") : null;
+    if (!a) return;
+    e.preventDefault();
+    var note = document.querySelector("[data-export-progress]");
+    if (note) { note.hidden = false; note.textContent = "Preparing " + a.textContent + "…"; }
+    fetch(a.href, { credentials: "same-origin" }).then(function (r) {
+      if (!r.ok) throw new Error("The export failed (" + r.status + ").");
+      var name = (r.headers.get("Content-Disposition") || "").split('filename="')[1];
+      return r.blob().then(function (b) { return [b, name ? name.replace('"', "") : "export"]; });
+    }).then(function (res) {
+      var url = URL.createObjectURL(res[0]), link = document.createElement("a");
+      link.href = url; link.download = res[1]; document.body.appendChild(link); link.click();
+      setTimeout(function () { URL.revokeObjectURL(url); link.remove(); }, 1000);
+      if (note) note.textContent = "Downloaded " + res[1] + ".";
+    }).catch(function (err) { if (note) note.textContent = err.message; });
+  });
+
+  document.addEventListener("DOMContentLoaded", function () {
+    tick(); initSortables(); watchPhases();
+    if (!document.querySelector("[ws-connect]")) return;
+    setConn("connecting", "Connecting…");
+  });
+})();

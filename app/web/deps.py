@@ -1,0 +1,178 @@
+"""Request dependencies: the database session, who is calling (organizer,
+participant, facilitator, projector), and ``commit`` which commits and then
+publishes the events the transaction recorded (never before the commit)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from typing import Annotated
+
+import anyio.from_thread
+from fastapi import Depends, Request
+from sqlmodel import Session
+from starlette.datastructures import FormData
+
+from app.config import Settings
+from app.domain import access, organizers, participants, workshops
+from app.domain.cards import PROJECTOR, Viewer, viewer_for
+from app.domain.errors import NotAllowed, NotAuthenticated
+from app.models import Organizer, Participant, Role, Workshop
+
+SESSION_COOKIE = "lw_session"
+
+
+def participant_cookie(workshop: Workshop) -> str:
+    return f"lw_p{workshop.id}"
+
+
+def projector_cookie(workshop: Workshop) -> str:
+    return f"lw_pj{workshop.id}"
+
+
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings  # type: ignore[no-any-return]
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    with Session(request.app.state.engine, expire_on_commit=False) as session:
+        yield session
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def commit(request: Request, session: Session) -> None:
+    """Commit, then tell the broker which (workshop, seq) changed."""
+    published = session.info.pop("published", set())
+    session.commit()
+    realtime = getattr(request.app.state, "realtime", None)
+    if realtime is None or not published:
+        return
+    latest: dict[int, int] = {}
+    for wid, seq in published:
+        latest[wid] = max(seq, latest.get(wid, 0))
+    for wid, seq in latest.items():
+        anyio.from_thread.run(realtime.publish, wid, seq)
+
+
+def bearer(request: Request) -> str | None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+def current_organizer(request: Request, session: SessionDep) -> Organizer | None:
+    settings: Settings = request.app.state.settings
+    token = bearer(request) or request.cookies.get(SESSION_COOKIE)
+    if not token:
+        return None
+    org = organizers.resolve_session(
+        session,
+        token=token,
+        idle=timedelta(minutes=settings.session_idle_minutes),
+        absolute=timedelta(hours=settings.session_absolute_hours),
+    )
+    session.commit()
+    return org
+
+
+def require_organizer(
+    org: Annotated[Organizer | None, Depends(current_organizer)],
+) -> Organizer:
+    if org is None:
+        raise NotAuthenticated("Please log in as an organizer.")
+    return org
+
+
+MaybeOrganizerDep = Annotated[Organizer | None, Depends(current_organizer)]
+OrganizerDep = Annotated[Organizer, Depends(require_organizer)]
+
+
+def get_workshop(code: str, session: SessionDep) -> Workshop:
+    return workshops.get_by_code(session, code)
+
+
+WorkshopDep = Annotated[Workshop, Depends(get_workshop)]
+
+
+def owned_workshop(workshop: WorkshopDep, organizer: OrganizerDep) -> Workshop:
+    if workshop.organizer_id not in (None, organizer.id):
+        raise NotAllowed("This workshop belongs to another organizer.")
+    return workshop
+
+
+OwnedWorkshopDep = Annotated[Workshop, Depends(owned_workshop)]
+
+
+def current_participant(
+    request: Request, workshop: WorkshopDep, session: SessionDep
+) -> Participant | None:
+    token = bearer(request) or request.cookies.get(participant_cookie(workshop))
+    return participants.by_token(session, workshop=workshop, token=token)
+
+
+MaybeParticipantDep = Annotated[Participant | None, Depends(current_participant)]
+
+
+def require_participant(participant: MaybeParticipantDep) -> Participant:
+    if participant is None:
+        raise NotAuthenticated("Please join the workshop first.")
+    return participant
+
+
+ParticipantDep = Annotated[Participant, Depends(require_participant)]
+
+
+def require_facilitator(participant: ParticipantDep) -> Participant:
+    if participant.role != Role.facilitator:
+        raise NotAllowed("Only the facilitator can do this.")
+    return participant
+
+
+FacilitatorDep = Annotated[Participant, Depends(require_facilitator)]
+
+
+def staff_actor(
+    request: Request, workshop: WorkshopDep, session: SessionDep, organizer: MaybeOrganizerDep
+) -> str:
+    """Facilitator or the workshop's organizer: returns the actor role."""
+    p = current_participant(request, workshop, session)
+    if p is not None and p.role == Role.facilitator:
+        return "facilitator"
+    if organizer is not None and workshop.organizer_id in (None, organizer.id):
+        return "organizer"
+    if p is None and organizer is None:
+        raise NotAuthenticated("Please open the facilitator link or log in.")
+    raise NotAllowed("Only the facilitator or the organizer can do this.")
+
+
+StaffDep = Annotated[str, Depends(staff_actor)]
+
+
+def viewer_of(participant: Participant, settings: Settings) -> Viewer:
+    return viewer_for(participant, facilitator_sees_private=settings.facilitator_sees_private)
+
+
+def projector_ok(request: Request, workshop: Workshop, settings: Settings) -> bool:
+    key = request.query_params.get("key") or request.cookies.get(projector_cookie(workshop))
+    assert workshop.id is not None
+    return access.check_key(
+        settings.resolved_secret(),
+        key,
+        workshop_id=workshop.id,
+        role="projector",
+        rotation=workshop.key_rotation,
+    )
+
+
+__all__ = ["PROJECTOR"]
+
+
+async def get_form(request: Request) -> FormData:
+    """The parsed form, read in the event loop so sync handlers can use it."""
+    return await request.form()
+
+
+FormDep = Annotated[FormData, Depends(get_form)]

@@ -1,0 +1,67 @@
+"""The websocket endpoint. The handshake checks the Origin header against
+the allow-list and the caller's credentials before accepting; the hub then
+serves the socket (one audience per socket)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, WebSocket
+from sqlmodel import Session
+
+from app.domain import participants, workshops
+from app.domain.errors import DomainError
+from app.web.deps import participant_cookie, projector_ok
+
+router = APIRouter()
+
+
+def _audience(ws: WebSocket, session: Session, code: str) -> tuple[int, str, str] | None:
+    settings = ws.app.state.settings
+    try:
+        workshop = workshops.get_by_code(session, code)
+    except DomainError:
+        return None
+    assert workshop.id is not None
+    auth = ws.headers.get("authorization", "")
+    token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
+    token = token or ws.cookies.get(participant_cookie(workshop))
+    p = participants.by_token(session, workshop=workshop, token=token)
+    if p is not None:
+        audience = "facilitator" if p.role == "facilitator" else "board"
+        return workshop.id, audience, f"p:{p.id}"
+    if projector_ok(ws, workshop, settings):  # type: ignore[arg-type]
+        return workshop.id, "projector", "projector"
+    return None
+
+
+@router.websocket("/ws/workshops/{code}")
+async def workshop_socket(ws: WebSocket, code: str) -> None:
+    app = ws.app
+    origin = ws.headers.get("origin")
+    host = ws.headers.get("host", "")
+    same = {f"http://{host}", f"https://{host}"}
+    if origin is not None and origin.rstrip("/") not in app.state.origins | same:
+        await ws.close(code=4403)
+        return
+    import anyio.to_thread
+
+    def lookup() -> tuple[int, str, str] | None:
+        with Session(app.state.engine) as session:
+            return _audience(ws, session, code)
+
+    found = await anyio.to_thread.run_sync(lookup)
+    if found is None:
+        await ws.close(code=4401)
+        return
+    workshop_id, audience, key = found
+    counts = app.state.ws_counts
+    if counts.get(key, 0) >= app.state.settings.ws_max_per_participant and key != "projector":
+        await ws.close(code=4429)
+        return
+    await ws.accept()
+    counts[key] = counts.get(key, 0) + 1
+    try:
+        await app.state.realtime.hub.attach(ws, workshop_id, audience, None, key=key)
+    finally:
+        counts[key] -= 1
+        if counts[key] <= 0:
+            counts.pop(key, None)
