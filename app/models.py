@@ -24,7 +24,7 @@ NAME_MAX = 80
 
 
 def utcnow() -> datetime:
-    return datetime.now(UTC).replace(tzinfo=None)
+    return datetime.now(UTC)
 
 
 class Phase(StrEnum):

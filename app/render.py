@@ -8,7 +8,7 @@ area, large). A push renders each changed fragment once per audience."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -51,7 +51,9 @@ PHASE_LABELS = {
 
 
 def _iso(value: datetime | None) -> str:
-    return value.isoformat() + "Z" if value else ""
+    if value is None:
+        return ""
+    return (value if value.tzinfo else value.replace(tzinfo=UTC)).isoformat()
 
 
 def make_env() -> Environment:
@@ -183,7 +185,8 @@ def spotlight_area(ctx: dict[str, Any]) -> AreaView | None:
         if a.fa.id == workshop.spotlight_focus_area_id:
             return a
     live = [a for a in areas if a.fa.phase not in (Phase.draft, Phase.closed)]
-    return (live or areas or [None])[0]
+    chosen = live or areas
+    return chosen[0] if chosen else None
 
 
 def render_push(

@@ -118,7 +118,7 @@ def create_card(
     _check_kind(fa, data.kind.value)
     card = Card(
         workshop_id=workshop.id,
-        focus_area_id=fa.id,
+        focus_area_id=data.focus_area_id,
         kind=data.kind.value,
         title=data.title,
         body=data.body.strip(),

@@ -23,7 +23,7 @@ def record(
         update(Workshop)
         .where(col(Workshop.id) == workshop_id)
         .values(last_seq=Workshop.last_seq + 1)
-        .returning(Workshop.last_seq)
+        .returning(col(Workshop.last_seq))
     ).scalar_one()
     event = Event(
         workshop_id=workshop_id,

@@ -218,7 +218,7 @@ def new_cluster(
     actor: StaffDep,
 ) -> Response:
     fa = workshops.get_focus_area(session, workshop, fa_id)
-    card_ids = [int(x) for x in form.getlist("card_ids") if str(x).isdigit()]
+    card_ids = [int(str(x)) for x in form.getlist("card_ids") if str(x).isdigit()]
     clusters.create_cluster(
         session,
         workshop=workshop,

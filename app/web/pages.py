@@ -366,5 +366,5 @@ def rate_card(
         feasibility=feas,
     )
     commit(request, session)
-    fa = session.get(FocusArea, rating.focus_area_id)
+    fa = workshops.get_focus_area(session, workshop, rating.focus_area_id)
     return mine_fragment(request, session, workshop, participant, fa, notice="Rating saved.")

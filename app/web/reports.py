@@ -134,5 +134,5 @@ def _similar(
         if c.status == "visible" and c.author_id != participant.id
     ]
     by_id = {c.id: c for c in pool}
-    items = [engine.Item(id=c.id, text=f"{c.title} {c.body}") for c in pool]
+    items = [engine.Item(id=c.id or 0, text=f"{c.title} {c.body}") for c in pool]
     return [(by_id[i], s) for i, s in engine.similar(text, items, limit=3)]

@@ -10,6 +10,7 @@ import secrets
 from typing import Any
 
 from fastapi import Request
+from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.domain.errors import NotAllowed
@@ -17,6 +18,7 @@ from app.domain.errors import NotAllowed
 CSRF_COOKIE = "lw_csrf"
 CSRF_HEADER = "x-csrf-token"
 SAFE_METHODS = {"GET", "HEAD", "OPTIONS"}
+CREDENTIAL_COOKIES = ("lw_session", "lw_p")
 
 CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -124,11 +126,20 @@ def ensure_csrf_cookie(request: Request, response: Any, *, secure: bool) -> None
         )
 
 
-async def csrf_protect(request: Request) -> None:
-    if request.method in SAFE_METHODS:
+async def csrf_protect(conn: HTTPConnection) -> None:
+    # Websockets are guarded by the Origin check at the handshake instead.
+    if conn.scope["type"] != "http" or conn.scope["method"] in SAFE_METHODS:
         return
+    # FastAPI hands us the Request itself, so the parsed form is cached on it
+    # for the handler (a new Request would consume the body stream).
+    assert isinstance(conn, Request)
+    request = conn
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
+        return
+    if not any(name.startswith(CREDENTIAL_COOKIES) for name in request.cookies):
+        # Nothing ambient to ride on: a request without credential cookies
+        # cannot act as anyone (the JSON login and join calls, for instance).
         return
     expected = request.cookies.get(CSRF_COOKIE)
     sent = request.headers.get(CSRF_HEADER)
