@@ -25,7 +25,7 @@ from app.domain import organizers
 from app.domain.errors import DomainError, RateLimited
 from app.realtime.service import Realtime
 from app.render import render
-from app.web import api, console, organizer, pages, reports, ws
+from app.web import api, console, organizer, pages, reports, suggestions, ws
 from app.web.common import links
 from app.web.ratelimit import RateLimiter
 from app.web.security import BodyLimit, SecurityHeaders, csrf_protect
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (pages, organizer, console, reports, api, ws):
+    for module in (pages, organizer, console, reports, suggestions, api, ws):
         app.include_router(module.router)
     _install_error_handlers(app)
     return app

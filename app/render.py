@@ -103,6 +103,8 @@ class AreaView:
     turnout: tuple[int, int] = (0, 0)
     writers: int = 0
     max_dots: int = 1
+    results: Any = None
+    chart_svg: str = ""
 
     @property
     def writable(self) -> bool:
@@ -144,10 +146,29 @@ def area_view(
         if view.totals_visible and fa.phase in (Phase.synthesize, Phase.closed):
             view.clusters.sort(key=lambda cv: (-cv.dots, -cv.voters, cv.cluster.position))
             view.loose.sort(key=lambda c: -view.totals.get(c.id or 0, (0, 0))[0])
+            view.results, view.chart_svg = _results(session, fa)
         view.max_dots = max([cv.dots for cv in view.clusters] + [1])
     else:
         view.turnout = votes.turnout(session, focus_area_id=fa.id)
     return view
+
+
+def _results(session: Session, fa: FocusArea) -> tuple[Any, str]:
+    """Ranked results and the impact x feasibility chart (where rated)."""
+    from markupsafe import Markup
+
+    from app import charts
+    from app.domain.results import focus_area_results
+
+    assert fa.id is not None
+    res = focus_area_results(session, fa.id)
+    points = [
+        charts.Point(str(c.rank), c.title, c.impact, c.feasibility, c.dots or 0)
+        for c in res.clusters
+        if c.impact is not None and c.feasibility is not None
+    ]
+    svg = Markup(charts.to_svg(charts.impact_feasibility(points))) if points else ""  # noqa: S704 - drawn by us, text escaped there
+    return res, svg
 
 
 def board_context(session: Session, workshop: Workshop, viewer: Viewer) -> dict[str, Any]:

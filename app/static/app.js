@@ -82,9 +82,12 @@
     initSortables();
   });
 
-  /* Phase changes and new cards are announced to screen readers. */
+  /* Phase changes are announced to screen readers. A participant's own
+     panel (dots left, my cards) is personal, so it never rides on the shared
+     push: when the phase moves, the participant's browser asks for its own. */
   var lastPhases = {};
   function watchPhases() {
+    var root = document.querySelector(".live-root[data-code]");
     document.querySelectorAll(".fa-head").forEach(function (h) {
       var title = h.querySelector("h2"), prev = lastPhases[h.id];
       var label = h.querySelector(".phase");
@@ -92,6 +95,13 @@
         announce(title.textContent + ": " + label.textContent);
       }
       lastPhases[h.id] = h.dataset.phase;
+      var faId = h.id.replace("fa-head-", ""), mine = document.getElementById("mine-" + faId);
+      var dots = document.getElementById("my-" + faId);
+      if (root && mine && dots && dots.dataset.phase !== h.dataset.phase && !mine.dataset.loading) {
+        mine.dataset.loading = "1";
+        htmx.ajax("GET", "/w/" + root.dataset.code + "/mine/" + faId,
+          { target: mine, swap: "outerHTML" });
+      }
     });
   }
   document.addEventListener("htmx:wsAfterMessage", watchPhases);
@@ -183,6 +193,19 @@
       setTimeout(function () { URL.revokeObjectURL(url); link.remove(); }, 1000);
       if (note) note.textContent = "Downloaded " + res[1] + ".";
     }).catch(function (err) { if (note) note.textContent = err.message; });
+  });
+
+  /* Suggestions: discarding or accepting clears the proposal box. */
+  document.addEventListener("click", function (e) {
+    var b = e.target.closest ? e.target.closest("[data-discard]") : null;
+    if (!b) return;
+    var box = b.closest(".suggestions");
+    if (box) { box.innerHTML = ""; announce("Suggestions discarded."); }
+  });
+  document.addEventListener("suggestions-done", function (e) {
+    var box = e.target.closest ? e.target.closest(".suggestions") : null;
+    if (box) box.innerHTML = "";
+    announce("Cluster created from the suggestion.");
   });
 
   document.addEventListener("DOMContentLoaded", function () {

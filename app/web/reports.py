@@ -14,7 +14,6 @@ from app.web.common import html
 from app.web.deps import (
     MaybeParticipantDep,
     SessionDep,
-    SettingsDep,
     StaffDep,
     WorkshopDep,
     commit,
@@ -87,52 +86,3 @@ def results_api(
         raise cards.NotAllowed("Join the workshop first.")
     assert workshop.id is not None
     return results.workshop_results(session, workshop.id, include_totals=staff).to_json()
-
-
-@router.get("/w/{code}/similar", response_class=HTMLResponse)
-def similar(
-    request: Request,
-    workshop: WorkshopDep,
-    session: SessionDep,
-    settings: SettingsDep,
-    participant: MaybeParticipantDep,
-    focus_area_id: int = 0,
-    title: str = "",
-) -> Response:
-    matches = _similar(session, workshop, settings, participant, focus_area_id, title)
-    return html(request, "partials/_similar.html", matches=matches)
-
-
-@router.get("/api/v1/workshops/{code}/similar", tags=["api"])
-def similar_api(
-    workshop: WorkshopDep,
-    session: SessionDep,
-    settings: SettingsDep,
-    participant: MaybeParticipantDep,
-    focus_area_id: int = 0,
-    text: str = "",
-) -> list[dict[str, Any]]:
-    matches = _similar(session, workshop, settings, participant, focus_area_id, text)
-    return [{"card_id": c.id, "title": c.title, "score": round(s, 3)} for c, s in matches]
-
-
-def _similar(
-    session: Any, workshop: Any, settings: Any, participant: Any, fa_id: int, text: str
-) -> list[Any]:
-    if participant is None:
-        raise cards.NotAllowed("Join the workshop first.")
-    text = text.strip()[:500]
-    if len(text) < 4:
-        return []
-    from app.suggest import engine
-
-    fa = workshops.get_focus_area(session, workshop, fa_id)
-    viewer = viewer_of(participant, settings)
-    pool = [
-        c
-        for c in cards.visible_cards(session, workshop=workshop, viewer=viewer, focus_area_id=fa.id)
-        if c.status == "visible" and c.author_id != participant.id
-    ]
-    by_id = {c.id: c for c in pool}
-    items = [engine.Item(id=c.id or 0, text=f"{c.title} {c.body}") for c in pool]
-    return [(by_id[i], s) for i, s in engine.similar(text, items, limit=3)]
