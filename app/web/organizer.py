@@ -5,6 +5,7 @@ rotation, close, delete, audit log)."""
 from __future__ import annotations
 
 import hmac
+import io
 from datetime import date
 from typing import Any
 
@@ -354,8 +355,16 @@ def delete(
 @router.get("/w/{code}/qr.svg")
 def qr(workshop: WorkshopDep, settings: SettingsDep) -> Response:
     url = links(settings, workshop)["join_url"]
-    svg = segno.make(url, error="m").svg_inline(scale=4, dark="#111", light="#fff")
-    return Response(svg, media_type="image/svg+xml", headers={"Cache-Control": "no-store"})
+    # A standalone SVG file needs its xmlns (svg_inline() leaves it out and
+    # browsers show a broken image); a viewBox without a fixed size lets the
+    # page scale it (projector, organizer page).
+    out = io.BytesIO()
+    segno.make(url, error="m").save(
+        out, kind="svg", scale=4, dark="#111", light="#fff", xmldecl=False, omitsize=True
+    )
+    return Response(
+        out.getvalue(), media_type="image/svg+xml", headers={"Cache-Control": "no-store"}
+    )
 
 
 __all__ = ["date"]

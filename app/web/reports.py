@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from app.domain import cards, workshops
+from app.domain import cards
 from app.domain.errors import Invalid
 from app.web.common import html
 from app.web.deps import (
@@ -17,7 +17,6 @@ from app.web.deps import (
     StaffDep,
     WorkshopDep,
     commit,
-    viewer_of,
 )
 
 router = APIRouter()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from concurrent.futures import ThreadPoolExecutor
+
 from fastapi.testclient import TestClient
 from sqlmodel import Session, func, select
 
