@@ -42,7 +42,9 @@ class Realtime:
         await self.hub.start()
 
     async def stop(self) -> None:
-        await self.hub.stop()
+        # 1012 ("service restart"): the htmx ws extension reconnects only after
+        # 1006, 1012 and 1013, and a restarting server wants its clients back.
+        await self.hub.stop(code=1012)
 
     async def publish(self, workshop_id: int, seq: int) -> None:
         await self.broker.publish(workshop_id, seq)
@@ -51,7 +53,7 @@ class Realtime:
         """Links were rotated: close every socket of the workshop; the ones
         whose credentials still hold reconnect at once."""
         if workshop_id is not None:
-            await self.hub.close_where(workshop_id, lambda key: True)
+            await self.hub.close_where(workshop_id, lambda key: True, code=1012)
 
     async def render(
         self, workshop_id: int, since_seq: int | None

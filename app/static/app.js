@@ -52,28 +52,105 @@
       e.detail.parameters.client_id = input ? input.value : "";
     }
   });
+  /* Forms marked data-reset-on-success empty themselves once the server
+     has taken what they sent (the card form, "New cluster"). */
   document.addEventListener("htmx:afterRequest", function (e) {
     var form = e.detail.elt;
-    if (form.matches && form.matches("form.card-form") && e.detail.successful) {
-      form.reset();
-      var input = form.querySelector("[data-client-id]");
-      if (input) input.value = "";
-      var errs = form.querySelector(".form-errors");
-      if (errs) { errs.textContent = ""; errs.classList.remove("alert"); }
-      var sim = form.querySelector(".similar");
-      if (sim) sim.innerHTML = "";
-      announce("Card added.");
-      var title = form.querySelector("input[name=title]");
-      if (title) title.focus();
+    if (!(form.matches && form.matches("form[data-reset-on-success]")) || !e.detail.successful) return;
+    form.reset();
+    var errs = form.querySelector(".form-errors");
+    if (errs) { errs.textContent = ""; errs.classList.remove("alert"); }
+    if (!form.matches("form.card-form")) return;
+    var input = form.querySelector("[data-client-id]");
+    if (input) input.value = "";
+    var sim = form.querySelector(".similar");
+    if (sim) sim.innerHTML = "";
+    announce("Card added.");
+    var title = form.querySelector("input[name=title]");
+    if (title) title.focus();
+  });
+
+  /* A push replaces whole fragments. Keep what the person was doing in
+     them: the focused control (keyboard users would otherwise be thrown
+     back to the top of the page), open "Edit cluster" panels, and text
+     typed but not yet saved. Elements are found again by id, or by their
+     position inside the nearest ancestor that has an id. */
+  var CONTROLS = "a[href], button, input, select, textarea, summary, [tabindex]";
+  function keyOf(el, selector) {
+    if (el.id) return { id: el.id };
+    var holder = el.parentElement && el.parentElement.closest("[id]");
+    if (!holder) return null;
+    var i = Array.prototype.indexOf.call(holder.querySelectorAll(selector), el);
+    return i < 0 ? null : { holder: holder.id, index: i, selector: selector };
+  }
+  function find(key) {
+    if (!key) return null;
+    if (key.id) return document.getElementById(key.id);
+    var holder = document.getElementById(key.holder);
+    return holder ? holder.querySelectorAll(key.selector)[key.index] || null : null;
+  }
+  var kept = null;
+  document.addEventListener("htmx:wsBeforeMessage", function () {
+    var active = document.activeElement, root = document.querySelector(".live-root");
+    if (!root) return;
+    kept = { focus: active && active !== document.body ? keyOf(active, CONTROLS) : null, open: [], values: [] };
+    root.querySelectorAll("details[open]").forEach(function (d) { kept.open.push(keyOf(d, "details")); });
+    root.querySelectorAll("input[id], textarea[id], select[id]").forEach(function (f) {
+      if (f.type === "hidden" || f.type === "checkbox" || f.type === "radio") return;
+      var dirty = f.tagName === "SELECT"
+        ? Array.prototype.some.call(f.options, function (o) { return o.selected !== o.defaultSelected; })
+        : f.value !== f.defaultValue;
+      if (dirty) kept.values.push([f.id, f.value]);
+    });
+  });
+  document.addEventListener("htmx:wsAfterMessage", function () {
+    var k = kept;
+    kept = null;
+    if (!k) return;
+    k.open.forEach(function (key) { var d = find(key); if (d) d.open = true; });
+    k.values.forEach(function (pair) {
+      var f = document.getElementById(pair[0]);
+      if (f && f.value !== pair[1]) f.value = pair[1];
+    });
+    var active = document.activeElement;
+    if (k.focus && (!active || active === document.body || !document.contains(active))) {
+      var el = find(k.focus);
+      if (el && el.focus) el.focus({ preventScroll: true });
     }
   });
+
+  /* Reconnecting. The ws extension retries by itself only after close codes
+     1006, 1011, 1012 and 1013, with delays growing to a minute. A server
+     that shuts down cleanly says 1001 and a revoked link 4401 (whose other
+     sockets may reconnect at once), so after any other close the socket is
+     opened again here (the extension re-creates it when the ws-connect
+     element changes); delays stay short, with jitter so a room of laptops
+     does not knock all at once. */
+  if (window.htmx) {
+    htmx.config.wsReconnectDelay = function (retryCount) {
+      return Math.min(500 * Math.pow(2, retryCount), 5000) * (0.5 + Math.random() / 2);
+    };
+  }
+  var SELF_RETRYING = [1006, 1011, 1012, 1013];
+  function reconnectAfter(elt, code) {
+    if (!elt || !elt.hasAttribute || !elt.hasAttribute("ws-connect")) return;
+    if (SELF_RETRYING.indexOf(code) >= 0) return;
+    setTimeout(function () {
+      if (!elt.isConnected) return;
+      elt.setAttribute("data-reconnects", String(Number(elt.getAttribute("data-reconnects") || 0) + 1));
+      htmx.process(elt);
+    }, 250 + Math.random() * 750);
+  }
 
   /* Live connection: say hello with the last seq after every (re)connect. */
   document.addEventListener("htmx:wsOpen", function (e) {
     setConn("up", "Live");
     e.detail.socketWrapper.send(JSON.stringify({ type: "hello", seq: lastSeq }));
   });
-  document.addEventListener("htmx:wsClose", function () { setConn("down", "Reconnecting…"); });
+  document.addEventListener("htmx:wsClose", function (e) {
+    setConn("down", "Reconnecting…");
+    reconnectAfter(e.target, e.detail.event ? e.detail.event.code : 0);
+  });
   document.addEventListener("htmx:wsError", function () { setConn("down", "Reconnecting…"); });
   document.addEventListener("htmx:wsAfterMessage", function () {
     var st = document.getElementById("ws-status") || document.getElementById("projector");
