@@ -325,7 +325,9 @@ def purge_closed(session: Session, *, older_than_days: int) -> list[str]:
 
 def participant_count(session: Session, workshop_id: int) -> int:
     return session.exec(
-        select(func.count()).select_from(Participant).where(Participant.workshop_id == workshop_id)
+        select(func.count())
+        .select_from(Participant)
+        .where(Participant.workshop_id == workshop_id, Participant.role == "participant")
     ).one()
 
 
