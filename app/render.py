@@ -171,12 +171,17 @@ def _results(session: Session, fa: FocusArea) -> tuple[Any, str]:
     return res, svg
 
 
-def board_context(session: Session, workshop: Workshop, viewer: Viewer) -> dict[str, Any]:
+def board_context(
+    session: Session, workshop: Workshop, viewer: Viewer, only: set[int] | None = None
+) -> dict[str, Any]:
+    """Everything a board page or push shows; ``only`` limits the (costly)
+    focus-area views to those ids."""
     assert workshop.id is not None
     counts = cards_domain.count_cards(session, workshop_id=workshop.id)
     areas = [
         area_view(session, workshop, fa, viewer, counts)
         for fa in workshops.focus_areas(session, workshop.id)
+        if only is None or fa.id in only
     ]
     ctx: dict[str, Any] = {
         "workshop": workshop,
@@ -199,15 +204,20 @@ def staff_viewer(facilitator_sees_private: bool) -> Viewer:
     return Viewer(role="facilitator", sees_private=facilitator_sees_private)
 
 
-def spotlight_area(ctx: dict[str, Any]) -> AreaView | None:
-    workshop: Workshop = ctx["workshop"]
-    areas: list[AreaView] = ctx["areas"]
-    for a in areas:
-        if a.fa.id == workshop.spotlight_focus_area_id:
-            return a
-    live = [a for a in areas if a.fa.phase not in (Phase.draft, Phase.closed)]
+def spotlight_id(workshop: Workshop, areas: list[FocusArea]) -> int | None:
+    """The focus area the projector shows: the spotlight, else the first live one."""
+    ids = {fa.id for fa in areas}
+    if workshop.spotlight_focus_area_id in ids:
+        return workshop.spotlight_focus_area_id
+    live = [fa for fa in areas if fa.phase not in (Phase.draft, Phase.closed)]
     chosen = live or areas
-    return chosen[0] if chosen else None
+    return chosen[0].id if chosen else None
+
+
+def spotlight_area(ctx: dict[str, Any]) -> AreaView | None:
+    areas: list[AreaView] = ctx["areas"]
+    wanted = spotlight_id(ctx["workshop"], [a.fa for a in areas])
+    return next((a for a in areas if a.fa.id == wanted), None)
 
 
 def render_push(
@@ -220,15 +230,20 @@ def render_push(
 ) -> dict[str, str]:
     """The websocket frames for one push: ``fa_ids`` None means every fragment
     (a resync); otherwise only those focus areas plus the status bar."""
+    assert workshop.id is not None
     frames: dict[str, str] = {}
-    board = board_context(session, workshop, BOARD_VIEWER)
-    staff = board_context(session, workshop, staff_viewer(facilitator_sees_private))
+    spot = spotlight_id(workshop, workshops.focus_areas(session, workshop.id))
+    projector_changed = fa_ids is None or spot in fa_ids
+    only = None if fa_ids is None else fa_ids | ({spot} if projector_changed and spot else set())
+    board = board_context(session, workshop, BOARD_VIEWER, only)
+    staff = board_context(session, workshop, staff_viewer(facilitator_sees_private), fa_ids)
     for audience, ctx in (("board", board), ("facilitator", staff)):
         frames[audience] = render("partials/_push.html", fa_ids=fa_ids, audience=audience, **ctx)
-    frames["projector"] = render(
-        "partials/_push_projector.html",
-        area=spotlight_area(board),
-        join_url=join_url,
-        **board,
-    )
+    if projector_changed:
+        frames["projector"] = render(
+            "partials/_push_projector.html",
+            area=next((a for a in board["areas"] if a.fa.id == spot), None),
+            join_url=join_url,
+            **board,
+        )
     return frames
