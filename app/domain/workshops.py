@@ -22,6 +22,7 @@ from app.models import (
     FocusAreaIn,
     Participant,
     Rating,
+    Role,
     Vote,
     Workshop,
     WorkshopCreate,
@@ -247,10 +248,18 @@ def lock_joins(session: Session, *, workshop: Workshop, locked: bool, actor: str
 
 def rotate(session: Session, *, workshop: Workshop, what: str) -> None:
     """Rotate the facilitator and projector links ("keys") or the join code
-    ("code"); old ones stop working at once."""
+    ("code"); old ones stop working at once. New keys also unseat the
+    facilitators who came in through the old link: a leaked link is only
+    contained if what it gave goes too (the facilitator opens the new one)."""
     assert workshop.id is not None
     if what == "keys":
         workshop.key_rotation += 1
+        facilitators = select(Participant).where(
+            Participant.workshop_id == workshop.id, Participant.role == Role.facilitator
+        )
+        for p in session.exec(facilitators):
+            p.token_hash = access.hash_token(access.new_token())
+            session.add(p)
     elif what == "code":
         workshop.code = _unique_code(session)
     else:

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
-from app.domain import cards
+from app.domain import cards, workshops
 from app.domain.errors import Invalid
 from app.web.common import html
 from app.web.deps import (
@@ -75,7 +75,9 @@ def report(
 def results_api(
     workshop: WorkshopDep, session: SessionDep, participant: MaybeParticipantDep, request: Request
 ) -> Any:
-    from app.domain import results
+    """Ranked results; per-card totals only where the caller may see them
+    (staff always; participants once revealed or when voting is not blind)."""
+    from app.domain import phases, results
     from app.web.deps import current_organizer
 
     staff = (participant is not None and participant.role == "facilitator") or (
@@ -84,4 +86,11 @@ def results_api(
     if participant is None and not staff:
         raise cards.NotAllowed("Join the workshop first.")
     assert workshop.id is not None
-    return results.workshop_results(session, workshop.id, include_totals=staff).to_json()
+    areas = [
+        results.focus_area_results(
+            session, fa.id or 0, include_totals=staff or phases.totals_visible(workshop, fa)
+        ).to_json()
+        for fa in workshops.focus_areas(session, workshop.id)
+        if staff or fa.phase != "draft"
+    ]
+    return {"workshop_id": workshop.id, "focus_areas": areas}
