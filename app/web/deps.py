@@ -16,7 +16,7 @@ from starlette.datastructures import FormData
 from app.config import Settings
 from app.domain import access, organizers, participants, workshops
 from app.domain.cards import PROJECTOR, Viewer, viewer_for
-from app.domain.errors import NotAllowed, NotAuthenticated
+from app.domain.errors import NotAllowed, NotAuthenticated, NotFound
 from app.models import Organizer, Participant, Role, Workshop
 
 SESSION_COOKIE = "lw_session"
@@ -90,8 +90,15 @@ MaybeOrganizerDep = Annotated[Organizer | None, Depends(current_organizer)]
 OrganizerDep = Annotated[Organizer, Depends(require_organizer)]
 
 
-def get_workshop(code: str, session: SessionDep) -> Workshop:
-    return workshops.get_by_code(session, code)
+def get_workshop(request: Request, code: str, session: SessionDep) -> Workshop:
+    try:
+        return workshops.get_by_code(session, code)
+    except NotFound:
+        # Guessing codes through any route counts like a failed join (GET /join).
+        ip = request.client.host if request.client else "?"
+        limit = request.app.state.settings.rate_failed_joins_per_ip_per_minute
+        request.app.state.limiter.hit(f"badjoin:{ip}", limit=limit)
+        raise
 
 
 WorkshopDep = Annotated[Workshop, Depends(get_workshop)]

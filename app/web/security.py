@@ -72,24 +72,34 @@ class BodyLimit:
             await _too_large(scope, send, self.limit)
             return
         seen = 0
+        refused = False
 
         async def limited() -> Message:
-            nonlocal seen
+            # An exception raised here would reach the app's body parser, which
+            # answers 400: answer 413 ourselves and tell the app the client left.
+            nonlocal seen, refused
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > self.limit:
-                    raise _BodyTooLarge
+                    refused = True
+                    await _too_large(scope, send, self.limit)
+                    return {"type": "http.disconnect"}
             return message
 
+        async def unless_refused(message: Message) -> None:
+            if not refused:
+                await send(message)
+
         try:
-            await self.app(scope, limited, send)
-        except _BodyTooLarge:
-            await _too_large(scope, send, self.limit)
-
-
-class _BodyTooLarge(Exception):
-    pass
+            await self.app(scope, limited, unless_refused)
+        except Exception:
+            if not refused:
+                raise
+            # What the app raised came from the disconnect we made up (e.g. a
+            # form parser's ClientDisconnect): the 413 has been sent.
 
 
 async def _too_large(scope: Scope, send: Send, limit: int) -> None:
