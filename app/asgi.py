@@ -39,3 +39,21 @@ class AccessLog:
 
 logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
 app = AccessLog(create_app())
+
+
+class _NoQueryStrings(logging.Filter):
+    """uvicorn logs websocket handshakes with their query string; link keys
+    must never reach a log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(
+                a.split("?", 1)[0] if isinstance(a, str) and "?" in a else a for a in record.args
+            )
+        if isinstance(record.msg, str) and "?" in record.msg and "key=" in record.msg:
+            record.msg = record.msg.split("?", 1)[0]
+        return True
+
+
+for _name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+    logging.getLogger(_name).addFilter(_NoQueryStrings())

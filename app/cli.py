@@ -189,8 +189,9 @@ def purge(days: int | None) -> None:
         codes = workshops.purge_closed(session, older_than_days=days)
         session.commit()
     if settings.is_sqlite:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+        from app.db import checkpoint_sqlite
+
+        checkpoint_sqlite(engine)
     click.echo(f"Purged {len(codes)} workshop(s).")
 
 

@@ -60,3 +60,16 @@ def read_engine(engine: Engine) -> Engine:
 def session_scope(engine: Engine) -> Iterator[Session]:
     with Session(engine, expire_on_commit=False) as session:
         yield session
+
+
+def checkpoint_sqlite(engine: Engine) -> None:
+    """Fold the WAL into the database file and truncate it, so deleted rows
+    do not linger in the -wal file. Runs outside any transaction: our BEGIN
+    IMMEDIATE hook would otherwise make the checkpoint fail as busy."""
+    raw = engine.raw_connection()
+    try:
+        cur = raw.cursor()
+        cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cur.close()
+    finally:
+        raw.close()

@@ -15,12 +15,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
-from sqlalchemy import text
+from sqlalchemy.exc import DataError, StatementError
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.config import Settings, get_settings
-from app.db import make_engine
+from app.db import checkpoint_sqlite, make_engine
 from app.domain import organizers
 from app.domain.errors import DomainError, RateLimited
 from app.realtime.service import Realtime
@@ -94,9 +94,7 @@ def _check_schema(engine: Any) -> None:
 def _checkpoint(engine: Any, settings: Settings) -> None:
     """After a deletion, squeeze deleted pages out of SQLite's WAL file."""
     if settings.is_sqlite:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
-            conn.execute(text("SELECT 1"))
+        checkpoint_sqlite(engine)
 
 
 def _wants_json(request: Request) -> bool:
@@ -142,9 +140,29 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def pydantic_error(request: Request, exc: ValidationError) -> Response:
         return _validation(request, exc.errors())
 
+    @app.exception_handler(StatementError)
+    async def unstorable(request: Request, exc: StatementError) -> Response:
+        # A NUL character (PostgreSQL) or an id beyond 64 bits: bad input, not a crash.
+        if isinstance(exc, DataError) or isinstance(exc.orig, OverflowError | ValueError):
+            return _error(
+                request,
+                422,
+                "invalid",
+                "The request holds a value that cannot be stored "
+                "(a NUL character, or a number out of range).",
+            )
+        raise exc
+
+    @app.exception_handler(OverflowError)
+    async def overflow(request: Request, exc: OverflowError) -> Response:
+        return _error(request, 404, "not_found", "No such object.")
+
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
-        return _error(request, exc.status_code, "http_error", str(exc.detail))
+        response = _error(request, exc.status_code, "http_error", str(exc.detail))
+        for key, value in (exc.headers or {}).items():
+            response.headers[key] = value  # e.g. Allow on 405
+        return response
 
 
 def _validation(request: Request, errors: Any) -> Response:

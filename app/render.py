@@ -78,8 +78,9 @@ def make_env() -> Environment:
 env = make_env()
 
 
-def render(name: str, **ctx: Any) -> str:
-    return env.get_template(name).render(**ctx)
+def render(template: str, /, **ctx: Any) -> str:
+    # Positional-only: a context variable may well be called "name".
+    return env.get_template(template).render(**ctx)
 
 
 @dataclass

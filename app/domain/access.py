@@ -38,7 +38,8 @@ def derive_key(secret: str, *, workshop_id: int, role: str, rotation: int) -> st
 
 
 def check_key(secret: str, key: str | None, *, workshop_id: int, role: str, rotation: int) -> bool:
-    if not key:
+    if not key or not key.isascii() or len(key) > 200:
+        # compare_digest refuses non-ASCII str; a key is hex anyway.
         return False
     expected = derive_key(secret, workshop_id=workshop_id, role=role, rotation=rotation)
     return hmac.compare_digest(expected, key.strip().lower())

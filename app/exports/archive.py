@@ -204,8 +204,11 @@ def export_archive(session: Session, workshop_id: int) -> dict[str, Any]:
         g = affiliations.group_of(affiliation)
         return g if g in shown else affiliations.OTHER
 
-    # Pseudonyms by group then join order: nothing in a number points at a name.
-    ordered = sorted(people, key=lambda p: (group(p[1]), p[0]))
+    # Pseudonyms numbered by group in a random order: join order would let
+    # someone who watched people arrive tie numbers (and so votes) to names.
+    shuffled = list(people)
+    secrets.SystemRandom().shuffle(shuffled)
+    ordered = sorted(shuffled, key=lambda p: group(p[1]))
     p_ref = {pid: i for i, (pid, _a, _r) in enumerate(ordered, start=1)}
     refs = {"focus_areas": fa_ref, "clusters": cl_ref, "cards": card_ref}
     arc = Archive(

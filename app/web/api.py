@@ -35,7 +35,32 @@ from app.web.deps import (
     viewer_of,
 )
 
-router = APIRouter(prefix="/api/v1", tags=["api"])
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    field: str | None = None
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in (
+        (400, "Malformed request"),
+        (401, "Not authenticated"),
+        (403, "Not allowed for this role"),
+        (404, "No such workshop or object"),
+        (409, "Not possible in the current phase or state"),
+        (413, "Request body too large"),
+        (422, "Invalid input"),
+        (429, "Rate limited; see Retry-After"),
+    )
+}
+
+router = APIRouter(prefix="/api/v1", tags=["api"], responses=ERRORS)
 
 
 class LoginIn(BaseModel):

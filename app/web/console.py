@@ -26,7 +26,8 @@ from app.web.deps import (
     projector_ok,
 )
 
-router = APIRouter()
+# HTML pages are not part of the JSON API's OpenAPI description.
+router = APIRouter(include_in_schema=False)
 
 
 def done() -> Response:

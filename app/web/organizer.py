@@ -32,7 +32,8 @@ from app.web.deps import (
 )
 from app.web.pages import _messages
 
-router = APIRouter()
+# HTML pages are not part of the JSON API's OpenAPI description.
+router = APIRouter(include_in_schema=False)
 
 SETTINGS_FLAGS = ("private_writing", "blind_voting", "anonymize_on_close", "participant_annex")
 
@@ -59,7 +60,7 @@ def setup_form(request: Request, session: SessionDep, token: str = "") -> Respon
 
 def _setup_ok(request: Request, token: str) -> bool:
     expected = getattr(request.app.state, "setup_token", None)
-    return bool(expected and token and hmac.compare_digest(expected, token))
+    return bool(expected and token and token.isascii() and hmac.compare_digest(expected, token))
 
 
 @router.post("/setup", response_class=HTMLResponse)

@@ -35,7 +35,8 @@ from app.web.deps import (
     viewer_of,
 )
 
-router = APIRouter()
+# HTML pages are not part of the JSON API's OpenAPI description.
+router = APIRouter(include_in_schema=False)
 
 
 @router.get("/", response_class=HTMLResponse)

@@ -42,7 +42,7 @@ def _export(request: Request, session: Any, workshop: Any, fmt: str, actor: str)
     )
 
 
-@router.get("/w/{code}/export/{fmt}")
+@router.get("/w/{code}/export/{fmt}", include_in_schema=False)
 def export_page(
     request: Request, fmt: str, workshop: WorkshopDep, session: SessionDep, actor: StaffDep
 ) -> Response:
@@ -60,7 +60,7 @@ def export_api(
     return _export(request, session, workshop, format, actor)
 
 
-@router.get("/w/{code}/report", response_class=HTMLResponse)
+@router.get("/w/{code}/report", response_class=HTMLResponse, include_in_schema=False)
 def report(
     request: Request, workshop: WorkshopDep, session: SessionDep, actor: StaffDep
 ) -> Response:
@@ -80,17 +80,20 @@ def results_api(
     from app.domain import phases, results
     from app.web.deps import current_organizer
 
-    staff = (participant is not None and participant.role == "facilitator") or (
-        current_organizer(request, session) is not None
-    )
+    org = current_organizer(request, session)
+    owner = org is not None and workshop.organizer_id in (None, org.id)
+    staff = (participant is not None and participant.role == "facilitator") or owner
     if participant is None and not staff:
-        raise cards.NotAllowed("Join the workshop first.")
+        raise cards.NotAllowed("Join the workshop first, or log in as its organizer.")
     assert workshop.id is not None
+    sees_private = owner or request.app.state.settings.facilitator_sees_private
     areas = [
         results.focus_area_results(
             session, fa.id or 0, include_totals=staff or phases.totals_visible(workshop, fa)
         ).to_json()
         for fa in workshops.focus_areas(session, workshop.id)
-        if staff or fa.phase != "draft"
+        # Card text under private writing goes to nobody but staff allowed to see it.
+        if (staff and (sees_private or not cards.text_hidden(workshop, fa)))
+        or (fa.phase != "draft" and not cards.text_hidden(workshop, fa))
     ]
     return {"workshop_id": workshop.id, "focus_areas": areas}

@@ -147,19 +147,20 @@ async def csrf_protect(conn: HTTPConnection) -> None:
     auth = request.headers.get("authorization", "")
     if auth.lower().startswith("bearer "):
         return
-    if not any(name.startswith(CREDENTIAL_COOKIES) for name in request.cookies):
-        # Nothing ambient to ride on: a request without credential cookies
-        # cannot act as anyone (the JSON login and join calls, for instance).
+    ctype = request.headers.get("content-type", "")
+    is_form = ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data"))
+    if not is_form and not any(name.startswith(CREDENTIAL_COOKIES) for name in request.cookies):
+        # Nothing ambient to ride on: a JSON request without credential cookies
+        # cannot act as anyone (the API's login and join calls). Forms always
+        # need the token, so no site can log a browser in or out behind its back.
         return
     expected = request.cookies.get(CSRF_COOKIE)
     sent = request.headers.get(CSRF_HEADER)
-    ctype = request.headers.get("content-type", "")
-    if sent is None and (
-        ctype.startswith("application/x-www-form-urlencoded")
-        or ctype.startswith("multipart/form-data")
-    ):
+    if sent is None and is_form:
         form = await request.form()
         value = form.get("csrf_token")
         sent = value if isinstance(value, str) else None
-    if not expected or not sent or not hmac.compare_digest(expected, sent):
+    if not (expected and sent and expected.isascii() and sent.isascii()):
+        raise NotAllowed("The form expired or came from another site; reload the page.")
+    if not hmac.compare_digest(expected, sent):
         raise NotAllowed("The form expired or came from another site; reload the page.")

@@ -60,7 +60,7 @@ def similar_cards(
     return [(by_id[i], s) for i, s in engine.similar(text, _items(pool), limit=3)]
 
 
-@router.get("/w/{code}/similar", response_class=HTMLResponse)
+@router.get("/w/{code}/similar", response_class=HTMLResponse, include_in_schema=False)
 def similar(
     request: Request,
     workshop: WorkshopDep,
@@ -106,7 +106,9 @@ def _proposals(
     return [(g, [by_id[i] for i in g.card_ids]) for g in groups], pairs
 
 
-@router.get("/w/{code}/fa/{fa_id}/suggestions", response_class=HTMLResponse)
+@router.get(
+    "/w/{code}/fa/{fa_id}/suggestions", response_class=HTMLResponse, include_in_schema=False
+)
 def suggestions(
     request: Request,
     fa_id: int,
@@ -134,7 +136,7 @@ def suggestions_api(
     }
 
 
-@router.post("/w/{code}/fa/{fa_id}/suggestions/accept")
+@router.post("/w/{code}/fa/{fa_id}/suggestions/accept", include_in_schema=False)
 def accept(
     request: Request,
     fa_id: int,

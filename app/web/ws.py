@@ -7,6 +7,7 @@ from __future__ import annotations
 from fastapi import APIRouter, WebSocket
 from sqlmodel import Session
 
+from app.db import read_engine
 from app.domain import participants, workshops
 from app.domain.errors import DomainError
 from app.web.deps import participant_cookie, projector_ok
@@ -45,7 +46,9 @@ async def workshop_socket(ws: WebSocket, code: str) -> None:
     import anyio.to_thread
 
     def lookup() -> tuple[int, str, str] | None:
-        with Session(app.state.engine) as session:
+        # Read-only: on SQLite the write engine would BEGIN IMMEDIATE, so every
+        # handshake would queue for the database's single write lock.
+        with Session(read_engine(app.state.engine)) as session:
             return _audience(ws, session, code)
 
     found = await anyio.to_thread.run_sync(lookup)
