@@ -22,10 +22,14 @@ def make_engine(settings: Settings) -> Engine:
         engine = create_engine(
             url,
             connect_args={"check_same_thread": False, "timeout": 30, "isolation_level": None},
+            # At least as many connections as worker threads (40): a thread
+            # must never wait for a connection held by a request that waits
+            # for a thread.
+            **({} if ":memory:" in url else {"pool_size": 20, "max_overflow": 40}),
         )
         _configure_sqlite(engine)
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=20, max_overflow=30)
 
 
 def _configure_sqlite(engine: Engine) -> None:

@@ -5,6 +5,7 @@ credentials were revoked."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 import anyio.to_thread
@@ -27,7 +28,14 @@ class Realtime:
         self.settings = settings
         self.engine = read_engine(engine)
         self.join_url_for = join_url_for
-        self.broker = make_broker(settings.redis_url or None)
+        # One channel per deployment (derived from its secret): two apps sharing
+        # a Redis must not hear each other's sequence numbers.
+        tag = hashlib.sha256(settings.resolved_secret().encode()).hexdigest()[:12]
+        self.broker = (
+            make_broker(settings.redis_url, channel=f"lessons:events:{tag}")
+            if settings.redis_url
+            else make_broker(None)
+        )
         self.hub = Hub(
             self.broker,
             self.render,

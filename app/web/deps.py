@@ -4,7 +4,7 @@ publishes the events the transaction recorded (never before the commit)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated
 
@@ -34,9 +34,26 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings  # type: ignore[no-any-return]
 
 
-def get_session(request: Request) -> Iterator[Session]:
-    with Session(request.app.state.engine, expire_on_commit=False) as session:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """One session per request. Async on purpose: its set-up and close run in
+    the event loop, never waiting for a worker thread while the session holds
+    a connection (or SQLite's write lock). Lookup dependencies release their
+    transaction before the handler's thread runs (see ``_release``); without
+    both, a burst of requests deadlocked the thread pool (measured: 200
+    concurrent joins, none served)."""
+    session = Session(request.app.state.engine, expire_on_commit=False)
+    try:
         yield session
+    finally:
+        session.close()
+
+
+def _release(session: Session) -> None:
+    """End a lookup's read transaction so no lock or pooled connection is
+    held while the request waits for its next worker thread. Loaded objects
+    stay usable (expire_on_commit=False)."""
+    if session.in_transaction():
+        session.commit()
 
 
 SettingsDep = Annotated[Settings, Depends(get_settings)]
@@ -99,6 +116,8 @@ def get_workshop(request: Request, code: str, session: SessionDep) -> Workshop:
         limit = request.app.state.settings.rate_failed_joins_per_ip_per_minute
         request.app.state.limiter.hit(f"badjoin:{ip}", limit=limit)
         raise
+    finally:
+        _release(session)
 
 
 WorkshopDep = Annotated[Workshop, Depends(get_workshop)]
@@ -117,7 +136,10 @@ def current_participant(
     request: Request, workshop: WorkshopDep, session: SessionDep
 ) -> Participant | None:
     token = bearer(request) or request.cookies.get(participant_cookie(workshop))
-    return participants.by_token(session, workshop=workshop, token=token)
+    try:
+        return participants.by_token(session, workshop=workshop, token=token)
+    finally:
+        _release(session)
 
 
 MaybeParticipantDep = Annotated[Participant | None, Depends(current_participant)]
