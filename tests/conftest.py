@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -32,11 +33,13 @@ def _pg_available(url: str) -> bool:
         return False
 
 
-@pytest.fixture
-def database_url(tmp_path: Path) -> Iterator[str]:
-    """A fresh, migrated database for one test."""
+@contextmanager
+def fresh_database(directory: Path) -> Iterator[str]:
+    """A migrated database: SQLite in ``directory``, or a new PostgreSQL
+    database when TEST_DATABASE_URL is set (failing, not skipping, when
+    REQUIRE_POSTGRES=1 and the server is unreachable)."""
     if not PG_URL:
-        url = f"sqlite:///{tmp_path / 'test.db'}"
+        url = f"sqlite:///{directory / 'test.db'}"
         upgrade(url)
         yield url
         return
@@ -57,6 +60,13 @@ def database_url(tmp_path: Path) -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+@pytest.fixture
+def database_url(tmp_path: Path) -> Iterator[str]:
+    """A fresh, migrated database for one test."""
+    with fresh_database(tmp_path) as url:
+        yield url
 
 
 @pytest.fixture

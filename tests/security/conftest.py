@@ -5,50 +5,17 @@ workshop whose every response, frame and export is recorded."""
 
 from __future__ import annotations
 
-import os
-import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from app.config import Settings
-from app.migrate import upgrade
-from tests.conftest import PG_URL, SECRET, _pg_available
+from tests.conftest import SECRET, fresh_database
 
 from .live import LiveServer, Recording, run_scenario
-
-
-@contextmanager
-def fresh_database(directory: Path) -> Iterator[str]:
-    """A migrated database: SQLite in ``directory``, or a new PostgreSQL
-    database when TEST_DATABASE_URL is set (as tests/conftest.py does)."""
-    if not PG_URL:
-        url = f"sqlite:///{directory / 'test.db'}"
-        upgrade(url)
-        yield url
-        return
-    if not _pg_available(PG_URL):
-        if os.environ.get("REQUIRE_POSTGRES") == "1":
-            pytest.fail(f"PostgreSQL is required but not reachable at {PG_URL}")
-        pytest.skip("PostgreSQL not reachable")
-    base = make_url(PG_URL)
-    name = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(base, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = base.set(database=name).render_as_string(hide_password=False)
-    try:
-        upgrade(url)
-        yield url
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def make_settings(database_url: str, data_dir: Path, **overrides: Any) -> Settings:
