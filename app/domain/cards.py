@@ -283,6 +283,14 @@ def may_see(card: Card, fa: FocusArea, workshop: Workshop, viewer: Viewer) -> bo
     return True
 
 
+def results_visible(workshop: Workshop, fa: FocusArea, viewer: Viewer) -> bool:
+    """Whether ``viewer`` may read a focus area's results (they carry card
+    text): never while its text is private, unless staff allowed to see it."""
+    if text_hidden(workshop, fa):
+        return viewer.is_staff and viewer.sees_private
+    return viewer.is_staff or fa.phase != Phase.draft
+
+
 def count_cards(session: Session, *, workshop_id: int) -> dict[int, int]:
     """Visible cards per focus area (a count reveals no text)."""
     rows = session.exec(

@@ -8,7 +8,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from app.domain import access, cards, clusters, participants, phases, workshops
+from app.domain import cards, clusters, participants, phases, workshops
 from app.domain.errors import Invalid, NotAllowed
 from app.models import CardStatus, CardUpdate, ParticipantCreate
 from app.render import board_context, spotlight_area, staff_viewer
@@ -353,6 +353,3 @@ def merge_card(
     clusters.merge_cards(session, workshop=workshop, card_id=card_id, into=into, actor=actor)
     commit(request, session)
     return done()
-
-
-__all__ = ["access"]

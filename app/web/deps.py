@@ -15,7 +15,7 @@ from starlette.datastructures import FormData
 
 from app.config import Settings
 from app.domain import access, organizers, participants, workshops
-from app.domain.cards import PROJECTOR, Viewer, viewer_for
+from app.domain.cards import Viewer, viewer_for
 from app.domain.errors import NotAllowed, NotAuthenticated, NotFound
 from app.models import Organizer, Participant, Role, Workshop
 
@@ -194,9 +194,6 @@ def projector_ok(request: Request, workshop: Workshop, settings: Settings) -> bo
         role="projector",
         rotation=workshop.key_rotation,
     )
-
-
-__all__ = ["PROJECTOR"]
 
 
 async def get_form(request: Request) -> FormData:

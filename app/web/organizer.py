@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import hmac
 import io
-from datetime import date
 from typing import Any
 
 import segno
@@ -366,6 +365,3 @@ def qr(workshop: WorkshopDep, settings: SettingsDep) -> Response:
     return Response(
         out.getvalue(), media_type="image/svg+xml", headers={"Cache-Control": "no-store"}
     )
-
-
-__all__ = ["date"]

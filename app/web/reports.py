@@ -17,6 +17,7 @@ from app.web.deps import (
     StaffDep,
     WorkshopDep,
     commit,
+    viewer_of,
 )
 
 router = APIRouter()
@@ -86,14 +87,16 @@ def results_api(
     if participant is None and not staff:
         raise cards.NotAllowed("Join the workshop first, or log in as its organizer.")
     assert workshop.id is not None
-    sees_private = owner or request.app.state.settings.facilitator_sees_private
+    if owner:
+        viewer = cards.Viewer(role="organizer", sees_private=True)
+    else:
+        assert participant is not None
+        viewer = viewer_of(participant, request.app.state.settings)
     areas = [
         results.focus_area_results(
             session, fa.id or 0, include_totals=staff or phases.totals_visible(workshop, fa)
         ).to_json()
         for fa in workshops.focus_areas(session, workshop.id)
-        # Card text under private writing goes to nobody but staff allowed to see it.
-        if (staff and (sees_private or not cards.text_hidden(workshop, fa)))
-        or (fa.phase != "draft" and not cards.text_hidden(workshop, fa))
+        if cards.results_visible(workshop, fa, viewer)
     ]
     return {"workshop_id": workshop.id, "focus_areas": areas}
