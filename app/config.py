@@ -4,6 +4,7 @@ README; ``tests/test_docs.py`` fails when one is missing."""
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from functools import lru_cache
 from pathlib import Path
@@ -86,6 +87,12 @@ class Settings(BaseSettings):
         path.write_text(value)
         path.chmod(0o600)
         return value
+
+    def deployment_tag(self) -> str:
+        """A short public name for this deployment, derived from its secret: the
+        Redis channel and rate-limit keys carry it, so two deployments sharing
+        one Redis never hear or spend each other's."""
+        return hashlib.sha256(self.resolved_secret().encode()).hexdigest()[:12]
 
 
 @lru_cache

@@ -18,6 +18,7 @@ from pydantic import ValidationError
 from sqlalchemy.exc import DataError, StatementError
 from sqlmodel import Session
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from app.config import Settings, get_settings
 from app.db import checkpoint_sqlite, make_engine
@@ -63,7 +64,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.engine = engine
-    app.state.limiter = RateLimiter()
+    app.state.limiter = RateLimiter.from_settings(settings)
     app.state.setup_token = None
     app.state.ws_counts = {}
     app.state.origins = settings.origins
@@ -161,8 +162,24 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         response = _error(request, exc.status_code, "http_error", str(exc.detail))
         for key, value in (exc.headers or {}).items():
-            response.headers[key] = value  # e.g. Allow on 405
+            response.headers[key] = value
+        if exc.status_code == 405:
+            response.headers["Allow"] = _allowed_methods(request)
         return response
+
+
+def _allowed_methods(request: Request) -> str:
+    """Every method some route takes at this path: Starlette's own 405 names
+    only the first route whose path matched (RFC 9110 asks for all)."""
+    allowed = [
+        method
+        for method in ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE")
+        if any(
+            route.matches({**request.scope, "method": method})[0] == Match.FULL
+            for route in request.app.routes
+        )
+    ]
+    return ", ".join(allowed)
 
 
 def _validation(request: Request, errors: Any) -> Response:

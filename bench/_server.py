@@ -10,6 +10,7 @@ import contextlib
 import os
 import pickle
 import re
+import secrets
 import signal
 import socket
 import subprocess
@@ -24,7 +25,8 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 
 ROOT = Path(__file__).resolve().parents[1]
-SECRET = "bench-secret-" + "0123456789abcdef" * 3
+# New per run: the rate-limit budgets in a shared Redis are per deployment secret.
+SECRET = "bench-secret-" + secrets.token_hex(24)
 ORGANIZER = "organizer"
 PASSWORD = "bench organizer password, long enough"
 PG_URL = os.environ.get("TEST_DATABASE_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")

@@ -5,7 +5,6 @@ credentials were revoked."""
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping
 
 import anyio.to_thread
@@ -30,7 +29,7 @@ class Realtime:
         self.join_url_for = join_url_for
         # One channel per deployment (derived from its secret): two apps sharing
         # a Redis must not hear each other's sequence numbers.
-        tag = hashlib.sha256(settings.resolved_secret().encode()).hexdigest()[:12]
+        tag = settings.deployment_tag()
         self.broker = (
             make_broker(settings.redis_url, channel=f"lessons:events:{tag}")
             if settings.redis_url
