@@ -11,9 +11,9 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from datetime import date as Date
 from enum import StrEnum
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
-from pydantic import field_validator
+from pydantic import BeforeValidator, field_validator
 from sqlalchemy import JSON, Column, ForeignKey, Integer, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
@@ -21,6 +21,8 @@ TITLE_MAX = 140
 BODY_MAX = 4000
 FACET_TEXT_MAX = 1000
 NAME_MAX = 80
+# Text fields that are stripped must hold something besides spaces; the schema says so.
+NONBLANK = r"\S"
 
 
 def utcnow() -> datetime:
@@ -99,14 +101,28 @@ class AuthSession(SQLModel, table=True):
 # --- workshops --------------------------------------------------------------
 
 
+# JSON input takes numbers and booleans as JSON Schema does: no 0 for false, no
+# "5" for 5 (pydantic's lax mode would take both), but 5.0 is the integer 5.
+STRICT: dict[str, Any] = {"strict": True}
+
+
+def _json_integer(v: Any) -> Any:
+    if isinstance(v, bool | str | bytes):
+        raise ValueError("must be a whole number")
+    return v
+
+
+JsonInt = Annotated[int, BeforeValidator(_json_integer)]
+
+
 class WorkshopSettings(SQLModel):
-    private_writing: bool = False
-    vote_budget: int = Field(default=5, ge=1, le=50)
-    vote_cap: int = Field(default=3, ge=1, le=50)
-    blind_voting: bool = True
-    anonymize_on_close: bool = True
+    private_writing: bool = Field(default=False, schema_extra=STRICT)
+    vote_budget: JsonInt = Field(default=5, ge=1, le=50)
+    vote_cap: JsonInt = Field(default=3, ge=1, le=50)
+    blind_voting: bool = Field(default=True, schema_extra=STRICT)
+    anonymize_on_close: bool = Field(default=True, schema_extra=STRICT)
     classification: str = Field(default="", max_length=80)
-    participant_annex: bool = False
+    participant_annex: bool = Field(default=False, schema_extra=STRICT)
 
 
 class Workshop(WorkshopSettings, table=True):
@@ -159,10 +175,13 @@ class Participant(SQLModel, table=True):
 # --- cards, clusters, votes ---------------------------------------------------
 
 
+Dimension = Literal["politico-military", "economic-environmental", "human"]
+
+
 class CardContext(SQLModel):
     """Optional facets that make a finding reusable across field operations."""
 
-    dimensions: list[str] = []
+    dimensions: list[Dimension] = Field(default=[], max_length=3)
     where: str = Field(default="", max_length=200)
     partners: list[str] = []
     crime_areas: list[str] = []
@@ -171,10 +190,7 @@ class CardContext(SQLModel):
 
     @field_validator("dimensions")
     @classmethod
-    def _known_dimensions(cls, v: list[str]) -> list[str]:
-        bad = [d for d in v if d not in DIMENSIONS]
-        if bad:
-            raise ValueError(f"unknown OSCE dimension: {', '.join(bad)}")
+    def _once_each(cls, v: list[Dimension]) -> list[Dimension]:
         return list(dict.fromkeys(v))
 
     @field_validator("partners", "crime_areas")
@@ -190,6 +206,7 @@ DIMENSIONS = {
     "economic-environmental": "Economic and environmental",
     "human": "Human",
 }
+assert set(DIMENSIONS) == set(get_args(Dimension))
 PARTNERS = ["UNODC", "Europol", "INTERPOL", "Council of Europe", "Other"]
 CRIME_AREAS = [
     "Trafficking in human beings",
@@ -205,7 +222,7 @@ CRIME_AREAS = [
 
 class CardBase(SQLModel):
     kind: CardKind
-    title: str = Field(min_length=1, max_length=TITLE_MAX)
+    title: str = Field(min_length=1, max_length=TITLE_MAX, schema_extra={"pattern": NONBLANK})
     body: str = Field(default="", max_length=BODY_MAX)
 
     @field_validator("title")
@@ -239,17 +256,19 @@ class Card(SQLModel, table=True):
 
 
 class CardCreate(CardBase):
-    focus_area_id: int
+    focus_area_id: JsonInt
     context: CardContext = CardContext()
     client_id: str | None = Field(default=None, max_length=64)
 
 
 class CardUpdate(SQLModel):
     kind: CardKind | None = None
-    title: str | None = Field(default=None, min_length=1, max_length=TITLE_MAX)
+    title: str | None = Field(
+        default=None, min_length=1, max_length=TITLE_MAX, schema_extra={"pattern": NONBLANK}
+    )
     body: str | None = Field(default=None, max_length=BODY_MAX)
     context: CardContext | None = None
-    status: CardStatus | None = None
+    status: Literal["hidden", "visible"] | None = None  # the facilitator's moderation
 
 
 class CardPublic(SQLModel):
@@ -333,7 +352,7 @@ class Event(SQLModel, table=True):
 
 
 class FocusAreaIn(SQLModel):
-    title: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=200, schema_extra={"pattern": NONBLANK})
     prompt: str = Field(default="", max_length=2000)
     kinds: list[CardKind] | None = None
 
@@ -350,13 +369,38 @@ class FocusAreaPublic(SQLModel):
     ratings_enabled: bool
 
 
+def _template_names(schema: dict[str, Any]) -> None:
+    from app.domain.templates import all_templates
+
+    schema["enum"] = [*all_templates(), None]
+
+
 class WorkshopCreate(SQLModel):
-    title: str = Field(min_length=1, max_length=200)
-    template: str | None = Field(default=None, max_length=80)
+    title: str = Field(min_length=1, max_length=200, schema_extra={"pattern": NONBLANK})
+    template: str | None = Field(
+        default=None, max_length=80, schema_extra={"json_schema_extra": _template_names}
+    )
     date: Date | None = None
     venue: str = Field(default="", max_length=200)
-    focus_areas: list[FocusAreaIn] | None = Field(default=None, max_length=20)
+    # Left out: the template's focus areas (or one general one without a template).
+    focus_areas: list[FocusAreaIn] | None = Field(default=None, min_length=1, max_length=20)
     settings: WorkshopSettings | None = None
+
+    @field_validator("date", mode="before")
+    @classmethod
+    def _iso_date(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, str | Date):
+            raise ValueError("use a date like 2026-10-15")
+        return v
+
+    @field_validator("template")
+    @classmethod
+    def _known_template(cls, v: str | None) -> str | None:
+        from app.domain.templates import all_templates
+
+        if v is not None and v not in all_templates():
+            raise ValueError(f"unknown template; known: {', '.join(all_templates())}")
+        return v
 
 
 class WorkshopPublic(SQLModel):
@@ -371,7 +415,7 @@ class WorkshopPublic(SQLModel):
 
 
 class ParticipantCreate(SQLModel):
-    display_name: str = Field(min_length=1, max_length=NAME_MAX)
+    display_name: str = Field(min_length=1, max_length=NAME_MAX, schema_extra={"pattern": NONBLANK})
     affiliation: str = Field(default="", max_length=200)
     facilitator_key: str | None = Field(default=None, max_length=200)
 

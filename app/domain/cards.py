@@ -14,7 +14,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from app.domain import events
-from app.domain.errors import Invalid, NotAllowed, NotFound, PhaseClosed
+from app.domain.errors import Conflict, Invalid, NotAllowed, NotFound, PhaseClosed
 from app.models import (
     Card,
     CardContext,
@@ -179,7 +179,7 @@ def update_card(
         if status not in (CardStatus.hidden, CardStatus.visible):
             raise Invalid("A card's status can be set to hidden or visible.", field="status")
         if card.status not in (CardStatus.hidden, CardStatus.visible):
-            raise Invalid(f"This card is {card.status}; it cannot be moderated.")
+            raise Conflict(f"This card is {card.status}; it cannot be moderated.")
         if card.status != status:
             card.status = status
             events.record(
@@ -194,7 +194,7 @@ def update_card(
         if not is_author:
             raise NotAllowed("You can only edit your own cards.")
         if card.status == CardStatus.withdrawn:
-            raise Invalid("This card was withdrawn.")
+            raise Conflict("This card was withdrawn.")
         _check_writable(workshop, fa)
         if "kind" in changes and changes["kind"] is not None:
             _check_kind(fa, data.kind.value if data.kind else "")

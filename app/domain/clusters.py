@@ -173,7 +173,7 @@ def move_card(
     if cluster_id is not None:
         cl = get_cluster(session, workshop=workshop, cluster_id=cluster_id)
         if cl.focus_area_id != card.focus_area_id:
-            raise Invalid("A card can only join a cluster of its own focus area.")
+            raise Conflict("A card can only join a cluster of its own focus area.")
     previous = card.cluster_id
     if previous == cluster_id:
         return card
@@ -200,12 +200,12 @@ def merge_cards(
     dots on B are added to their dots on A up to the per-card cap (dots over
     the cap go back to the participant's budget); a rating on B moves to A
     unless the participant rated A already."""
-    if card_id == into:
-        raise Invalid("A card cannot be merged into itself.")
     b = _active_card(session, workshop, card_id)
     a = _active_card(session, workshop, into)
+    if card_id == into:
+        raise Conflict("A card cannot be merged into itself.")
     if a.focus_area_id != b.focus_area_id:
-        raise Invalid("Only cards of the same focus area can be merged.")
+        raise Conflict("Only cards of the same focus area can be merged.")
     fa = session.get(FocusArea, a.focus_area_id)
     assert fa is not None and workshop.id is not None
     _check(workshop, fa, actor)
@@ -250,12 +250,12 @@ def merge_cards(
 def merge_clusters(
     session: Session, *, workshop: Workshop, cluster_id: int, into: int, actor: str
 ) -> Cluster:
-    if cluster_id == into:
-        raise Invalid("A cluster cannot be merged into itself.")
     src = get_cluster(session, workshop=workshop, cluster_id=cluster_id)
     dst = get_cluster(session, workshop=workshop, cluster_id=into)
+    if cluster_id == into:
+        raise Conflict("A cluster cannot be merged into itself.")
     if src.focus_area_id != dst.focus_area_id:
-        raise Invalid("Only clusters of the same focus area can be merged.")
+        raise Conflict("Only clusters of the same focus area can be merged.")
     fa = session.get(FocusArea, dst.focus_area_id)
     assert fa is not None and workshop.id is not None
     _check(workshop, fa, actor)

@@ -10,7 +10,14 @@ from dataclasses import dataclass
 from sqlmodel import Session, col, func, select
 
 from app.domain import events
-from app.domain.errors import Invalid, NotAllowed, PhaseClosed, VoteBudgetExceeded
+from app.domain.errors import (
+    Conflict,
+    Invalid,
+    NotAllowed,
+    NotFound,
+    PhaseClosed,
+    VoteBudgetExceeded,
+)
 from app.models import (
     Card,
     CardStatus,
@@ -38,8 +45,10 @@ def _lock_participant(session: Session, participant: Participant) -> None:
 
 def _votable_card(session: Session, workshop: Workshop, card_id: int) -> tuple[Card, FocusArea]:
     card = session.get(Card, card_id)
-    if card is None or card.workshop_id != workshop.id or card.status != CardStatus.visible:
-        raise Invalid("This card cannot be voted on.", field="card_id")
+    if card is None or card.workshop_id != workshop.id:
+        raise NotFound("This card does not exist in this workshop.", field="card_id")
+    if card.status != CardStatus.visible:
+        raise Conflict("This card was withdrawn or hidden; it cannot be voted on.", field="card_id")
     fa = session.get(FocusArea, card.focus_area_id)
     assert fa is not None
     if workshop.closed or fa.phase != Phase.vote:
@@ -128,7 +137,7 @@ def rate(
     _lock_participant(session, participant)
     card, fa = _votable_card(session, workshop, card_id)
     if not fa.ratings_enabled:
-        raise Invalid(f"Ratings are not used in “{fa.title}”.")
+        raise Conflict(f"Ratings are not used in “{fa.title}”.")
     assert workshop.id is not None and card.id is not None and fa.id is not None
     rating = session.exec(
         select(Rating).where(Rating.participant_id == participant.id, Rating.card_id == card.id)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Request, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool
 from sqlmodel import SQLModel
 
 from app.domain import cards, clusters, organizers, participants, phases, votes, workshops
@@ -18,10 +18,13 @@ from app.models import (
     CardUpdate,
     ClusterPublic,
     FocusAreaPublic,
+    JsonInt,
     ParticipantCreate,
+    Phase,
     WorkshopCreate,
     WorkshopPublic,
 )
+from app.web.apidoc import ERRORS
 from app.web.common import links
 from app.web.deps import (
     MaybeParticipantDep,
@@ -34,31 +37,6 @@ from app.web.deps import (
     commit,
     viewer_of,
 )
-
-
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-    field: str | None = None
-
-
-class ErrorOut(BaseModel):
-    error: ErrorBody
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorOut, "description": text}
-    for status, text in (
-        (400, "Malformed request"),
-        (401, "Not authenticated"),
-        (403, "Not allowed for this role"),
-        (404, "No such workshop or object"),
-        (409, "Not possible in the current phase or state"),
-        (413, "Request body too large"),
-        (422, "Invalid input"),
-        (429, "Rate limited; see Retry-After"),
-    )
-}
 
 router = APIRouter(prefix="/api/v1", tags=["api"], responses=ERRORS)
 
@@ -89,24 +67,24 @@ class Joined(BaseModel):
 
 
 class ClusterIn(BaseModel):
-    focus_area_id: int
+    focus_area_id: JsonInt
     title: str = Field(default="", max_length=140)
-    card_ids: list[int] = Field(default_factory=list, max_length=500)
+    card_ids: list[JsonInt] = Field(default_factory=list, max_length=500)
 
 
 class ClusterPatch(BaseModel):
     title: str | None = Field(default=None, max_length=140)
     synthesis: str | None = Field(default=None, max_length=4000)
-    position: int | None = Field(default=None, ge=0, le=10_000)
-    is_recommendation: bool | None = None
+    position: JsonInt | None = Field(default=None, ge=0, le=10_000)
+    is_recommendation: StrictBool | None = None
 
 
 class ClusterTarget(BaseModel):
-    cluster_id: int | None
+    cluster_id: JsonInt | None
 
 
 class MergeIn(BaseModel):
-    into: int
+    into: JsonInt
 
 
 class VoteOut(BaseModel):
@@ -116,12 +94,12 @@ class VoteOut(BaseModel):
 
 
 class RatingIn(BaseModel):
-    impact: int = Field(ge=1, le=5)
-    feasibility: int = Field(ge=1, le=5)
+    impact: JsonInt = Field(ge=1, le=5)
+    feasibility: JsonInt = Field(ge=1, le=5)
 
 
 class PhaseIn(BaseModel):
-    phase: str = Field(max_length=16)
+    phase: Phase
 
 
 def _fa_public(fa: Any) -> FocusAreaPublic:

@@ -10,7 +10,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.domain import cards, clusters, participants, phases, workshops
 from app.domain.errors import Invalid, NotAllowed
-from app.models import CardStatus, CardUpdate, ParticipantCreate
+from app.models import CardUpdate, ParticipantCreate
 from app.render import board_context, spotlight_area, staff_viewer
 from app.web.common import html, links, set_cookie
 from app.web.deps import (
@@ -197,13 +197,12 @@ def moderate(
 ) -> Response:
     if participant is None or participant.role != "facilitator":
         raise NotAllowed("Only the facilitator can hide or restore cards.")
-    status = CardStatus(str(form.get("status", "")))
     cards.update_card(
         session,
         workshop=workshop,
         participant=participant,
         card_id=card_id,
-        data=CardUpdate(status=status),
+        data=CardUpdate.model_validate({"status": str(form.get("status", ""))}),
     )
     commit(request, session)
     return done()

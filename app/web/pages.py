@@ -116,6 +116,8 @@ def _messages(exc: Exception) -> list[str]:
 def _field_message(err: Any) -> str:
     loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+    if err.get("type") == "string_pattern_mismatch":
+        msg = "please write more than spaces"
     names = {"display_name": "Name", "title": "Title", "body": "Text"}
     return f"{names.get(loc, loc.replace('_', ' ').capitalize())}: {msg}" if loc else msg
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, Response
 
 from app.domain import cards, workshops
 from app.domain.errors import Invalid
+from app.exports import FORMATS
+from app.web.apidoc import ERRORS
 from app.web.common import html
 from app.web.deps import (
     MaybeParticipantDep,
@@ -27,8 +29,8 @@ def _export(request: Request, session: Any, workshop: Any, fmt: str, actor: str)
     from app import exports
     from app.domain import events
 
-    if fmt not in exports.FORMATS:
-        raise Invalid(f"Unknown format {fmt!r}. Formats: {', '.join(exports.FORMATS)}.")
+    if fmt not in FORMATS:
+        raise Invalid(f"Unknown format {fmt!r}. Formats: {', '.join(FORMATS)}.")
     settings = request.app.state.settings
     request.app.state.limiter.hit(
         f"export:{actor}:{workshop.id}", limit=settings.rate_exports_per_minute
@@ -50,13 +52,27 @@ def export_page(
     return _export(request, session, workshop, fmt, actor)
 
 
-@router.get("/api/v1/workshops/{code}/export", tags=["api"])
+EXPORT_RESPONSES: dict[int | str, dict[str, Any]] = {
+    **ERRORS,
+    200: {
+        "description": "The outcome document, as an attachment",
+        "content": {f.media_type: {} for f in FORMATS.values()},
+    },
+}
+
+
+@router.get(
+    "/api/v1/workshops/{code}/export",
+    tags=["api"],
+    response_class=Response,
+    responses=EXPORT_RESPONSES,
+)
 def export_api(
     request: Request,
     workshop: WorkshopDep,
     session: SessionDep,
     actor: StaffDep,
-    format: str = "md",
+    format: str = Query("md", json_schema_extra={"enum": list(FORMATS)}),
 ) -> Response:
     return _export(request, session, workshop, format, actor)
 
@@ -72,7 +88,7 @@ def report(
     return html(request, "pages/report.html", workshop=workshop, outcome=outcome, actor=actor)
 
 
-@router.get("/api/v1/workshops/{code}/results", tags=["api"])
+@router.get("/api/v1/workshops/{code}/results", tags=["api"], responses=ERRORS)
 def results_api(
     workshop: WorkshopDep, session: SessionDep, participant: MaybeParticipantDep, request: Request
 ) -> Any:

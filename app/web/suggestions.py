@@ -15,6 +15,7 @@ from app.domain.cards import Viewer
 from app.domain.errors import Invalid, NotAllowed
 from app.models import Card, FocusArea, Workshop
 from app.render import staff_viewer
+from app.web.apidoc import ERRORS
 from app.web.common import html
 from app.web.deps import (
     FormDep,
@@ -77,7 +78,7 @@ def similar(
     return html(request, "partials/_similar.html", matches=matches)
 
 
-@router.get("/api/v1/workshops/{code}/similar", tags=["api"])
+@router.get("/api/v1/workshops/{code}/similar", tags=["api"], responses=ERRORS)
 def similar_api(
     workshop: WorkshopDep,
     session: SessionDep,
@@ -124,7 +125,9 @@ def suggestions(
     )
 
 
-@router.get("/api/v1/workshops/{code}/focus-areas/{fa_id}/suggestions", tags=["api"])
+@router.get(
+    "/api/v1/workshops/{code}/focus-areas/{fa_id}/suggestions", tags=["api"], responses=ERRORS
+)
 def suggestions_api(
     fa_id: int, workshop: WorkshopDep, session: SessionDep, settings: SettingsDep, actor: StaffDep
 ) -> dict[str, Any]:

@@ -159,3 +159,70 @@ def test_participant_cannot_drive_phases(client: Any, session: Session) -> None:
     assert r.status_code == 403
     r = client.get(f"/api/v1/workshops/{code}")
     assert r.json()["focus_areas"][0]["phase"] == "draft"
+
+
+def test_answers_follow_the_documented_contract(client: Any, session: Session) -> None:
+    """What the schema says is what the server does: JSON types are taken as
+    JSON Schema defines them, blank text is refused with a readable message,
+    a state that forbids an action answers 409, a missing object 404, and a
+    405 lists every method of the path."""
+    ctx = _setup(client, session)
+    ws, code = ctx["ws"], ctx["ws"]["code"]
+    fac = _facilitator(client, ws)
+    fa = ws["focus_areas"][0]["id"]
+    api = f"/api/v1/workshops/{code}"
+    client.put(f"{api}/focus-areas/{fa}/phase", json={"phase": "collect"}, headers=fac)
+    ana = _join(client, code, "Ana", "ODIHR")
+    card = {"focus_area_id": fa, "kind": "lesson", "title": "Joint teams"}
+    r = client.post(f"{api}/cards", json={**card, "focus_area_id": True}, headers=ana)
+    assert r.status_code == 422, r.text
+    r = client.post(f"{api}/cards", json={**card, "focus_area_id": str(fa)}, headers=ana)
+    assert r.status_code == 422, r.text
+    r = client.post(f"{api}/cards", json={**card, "title": "   "}, headers=ana)
+    assert r.status_code == 422
+    assert r.json()["error"]["message"] == "Title: please write more than spaces"
+    r = client.post(
+        f"{api}/cards", json={**card, "context": {"dimensions": ["maritime"]}}, headers=ana
+    )
+    assert (
+        r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "context.dimensions.0"
+    )
+    r = client.post(f"{api}/cards", json={**card, "focus_area_id": float(fa)}, headers=ana)
+    assert r.status_code == 201, r.text
+    card_id = r.json()["id"]
+
+    r = client.put(f"{api}/focus-areas/{fa}/phase", json={"phase": "voting"}, headers=fac)
+    assert r.status_code == 422 and "phase" in r.text
+    client.put(f"{api}/focus-areas/{fa}/phase", json={"phase": "vote"}, headers=fac)
+    assert client.post(f"{api}/cards/999999/votes", headers=ana).status_code == 404
+    r = client.patch(f"{api}/cards/{card_id}", json={"status": "hidden"}, headers=fac)
+    assert r.status_code == 200, r.text
+    r = client.post(f"{api}/cards/{card_id}/votes", headers=ana)
+    assert r.status_code == 409 and r.json()["error"]["field"] == "card_id"
+    r = client.patch(f"{api}/cards/{card_id}", json={"status": "withdrawn"}, headers=fac)
+    assert r.status_code == 422  # moderation hides or restores; withdrawing is the author's
+
+    r = client.post(f"{api}/clusters", json={"focus_area_id": fa, "title": "A"}, headers=fac)
+    cluster = r.json()["id"]
+    r = client.post(f"{api}/clusters/{cluster}/merge", json={"into": cluster}, headers=fac)
+    assert r.status_code == 409
+    # A cluster gone (merged or deleted by another facilitator) is a stale board: 409.
+    r = client.post(f"{api}/clusters/{cluster}/merge", json={"into": 999999}, headers=fac)
+    assert r.status_code == 409 and "does not exist any more" in r.json()["error"]["message"]
+    r = client.patch(f"{api}/clusters/{cluster}", json={"is_recommendation": 1}, headers=fac)
+    assert r.status_code == 422
+
+    org = ctx["org"]
+    for bad in ({"template": "no-such-template"}, {"focus_areas": []}, {"date": 0}):
+        r = client.post("/api/v1/workshops", json={"title": "T", **bad}, headers=org)
+        assert r.status_code == 422, (bad, r.text)
+    r = client.post(
+        "/api/v1/workshops", json={"title": "T", "settings": {"blind_voting": 0}}, headers=org
+    )
+    assert r.status_code == 422
+
+    r = client.request("OPTIONS", f"{api}/cards/{card_id}", headers=ana)
+    assert r.status_code == 405
+    assert set(r.headers["allow"].split(", ")) == {"PATCH", "DELETE"}
+    r = client.put(f"{api}/cards", headers=ana)
+    assert r.status_code == 405 and set(r.headers["allow"].split(", ")) == {"GET", "POST"}
