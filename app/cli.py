@@ -109,7 +109,13 @@ def workshop() -> None:
     "--template", "template", default=None, help="Template name (see `lessons templates`)."
 )
 @click.option("--title", required=True)
-def workshop_create(template: str | None, title: str) -> None:
+@click.option(
+    "--owner",
+    default=None,
+    metavar="NAME",
+    help="The organizer who manages it (login name); needed when there are several.",
+)
+def workshop_create(template: str | None, title: str, owner: str | None) -> None:
     from app.domain import workshops
     from app.domain.errors import DomainError
     from app.models import WorkshopCreate
@@ -117,9 +123,12 @@ def workshop_create(template: str | None, title: str) -> None:
 
     settings = get_settings()
     with Session(_engine()) as session:
+        organizer_id = _owner_id(session, owner)
         try:
             ws = workshops.create_workshop(
-                session, data=WorkshopCreate(title=title, template=template), organizer_id=None
+                session,
+                data=WorkshopCreate(title=title, template=template),
+                organizer_id=organizer_id,
             )
         except DomainError as exc:
             raise click.ClickException(exc.message) from None
@@ -127,6 +136,39 @@ def workshop_create(template: str | None, title: str) -> None:
         click.echo(
             json.dumps({"code": ws.code, "title": ws.title, **links(settings, ws)}, indent=2)
         )
+
+
+def _owner_id(session: Session, name: str | None) -> int | None:
+    """The owner's id: the organizer named, else the only one. A workshop
+    without an owner can be managed by every organizer (see
+    ``owned_workshop``), so that is allowed only while there is nobody to own it."""
+    from sqlmodel import select
+
+    from app.models import Organizer
+
+    if name is not None:
+        org = session.exec(select(Organizer).where(Organizer.name == name.strip())).first()
+        if org is None:
+            raise click.ClickException(
+                f"No organizer named {name!r}; add one with `lessons organizer add`."
+            )
+        return org.id
+    rows = session.exec(select(Organizer.id, Organizer.name).order_by(Organizer.name).limit(11))
+    found = rows.all()
+    if len(found) == 1:
+        return found[0][0]
+    if found:
+        listed = ", ".join(n for _, n in found[:10]) + (", ..." if len(found) > 10 else "")
+        raise click.ClickException(
+            f"There are several organizers ({listed}): choose the owner with --owner NAME."
+        )
+    click.echo(
+        "Warning: there is no organizer yet, so the workshop has no owner and any "
+        "organizer will be able to manage it. To avoid that, add an organizer first "
+        "(`lessons organizer add`).",
+        err=True,
+    )
+    return None
 
 
 @workshop.command("list", help="List workshops.")

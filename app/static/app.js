@@ -97,6 +97,7 @@
     root.querySelectorAll("details[open]").forEach(function (d) { kept.open.push(keyOf(d, "details")); });
     root.querySelectorAll("input[id], textarea[id], select[id]").forEach(function (f) {
       if (f.type === "hidden" || f.type === "checkbox" || f.type === "radio") return;
+      if (f.matches("[data-phase-select]")) return;  // see htmx:oobBeforeSwap below
       var dirty = f.tagName === "SELECT"
         ? Array.prototype.some.call(f.options, function (o) { return o.selected !== o.defaultSelected; })
         : f.value !== f.defaultValue;
@@ -116,6 +117,22 @@
     if (k.focus && (!active || active === document.body || !document.contains(active))) {
       var el = find(k.focus);
       if (el && el.focus) el.focus({ preventScroll: true });
+    }
+  });
+
+  /* The phase menu rides on the facilitator's push so that every console
+     shows the current phase, whoever changed it. Replacing it on every push
+     would close the menu under a facilitator who has it open while cards pour
+     in, so it is swapped only when the phase it shows has changed; and then
+     the new phase wins over a pick not yet sent, which was made against the
+     old one (so that pick is not kept above). */
+  document.addEventListener("htmx:oobBeforeSwap", function (e) {
+    var target = e.detail.target, fragment = e.detail.fragment;
+    var incoming = fragment && fragment.firstElementChild;
+    if (!incoming || !target.matches || !target.matches("form[data-phase]")) return;
+    if (incoming.getAttribute("data-phase") === target.getAttribute("data-phase") &&
+        incoming.getAttribute("hx-put") === target.getAttribute("hx-put")) {
+      e.detail.shouldSwap = false;
     }
   });
 

@@ -117,3 +117,35 @@ def test_cluster_and_vote_with_the_keyboard_alone(
     kb.press("r")
     expect(card(board, fa, TITLES[1]).locator(".totals")).to_contain_text("1 dot")
     assert_all(guard.assert_clean, a11y.assert_clean)
+
+
+def test_phase_menu_and_shortcuts_follow_a_phase_set_elsewhere(
+    server: Any, api: Any, actors: Any, guard: Any
+) -> None:
+    organizer = api.login()
+    ws = api.create_workshop(organizer, "Two consoles")
+    code, fa = ws["code"], ws["focus_areas"][0]["id"]
+    api.phase(code, organizer, fa, "collect")
+    writer = api.join(code, "Writer")
+    fac = actors("facilitator", server.url)
+    fac.goto(ws["facilitator_url"])
+    expect(fac.locator("[data-conn]")).to_have_text("Live")
+    menu = fac.locator(f"#phase-{fa}")
+    expect(menu).to_have_value("collect")
+    menu.evaluate("el => { el.untouched = true; }")
+
+    # A push that leaves the phase alone leaves the menu alone (an open menu stays open).
+    api.card(code, writer["token"], fa, TITLES[0])
+    expect(card(fac, fa, TITLES[0])).to_be_visible()
+    assert menu.evaluate("el => el.untouched === true")
+
+    # Someone else sets the phase: the menu follows, and "n" counts from there.
+    api.phase(code, organizer, fa, "cluster")
+    expect(fac.locator(f"#fa-head-{fa} .phase")).to_have_text("Clustering")
+    expect(menu).to_have_value("cluster")
+    fac.keyboard.press("1")
+    fac.keyboard.press("n")
+    expect(fac.locator(f"#fa-head-{fa} .phase")).to_have_text("Voting")
+    expect(menu).to_have_value("vote")
+    assert api.call("GET", f"/workshops/{code}")["focus_areas"][0]["phase"] == "vote"
+    guard.assert_clean()
