@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     rate_exports_per_minute: int = 10
     rate_joins_per_ip_per_minute: int = 300
     rate_failed_joins_per_ip_per_minute: int = 30
+    rate_failed_joins_per_minute: int = 600
+    rate_failed_keys_per_code_per_minute: int = 20
     rate_logins_per_minute: int = 10
     retention_days: int = 0
     facilitator_sees_private: bool = True

@@ -35,6 +35,7 @@ from app.web.deps import (
     StaffDep,
     WorkshopDep,
     commit,
+    failed_access,
     viewer_of,
 )
 
@@ -162,9 +163,13 @@ def join(
 ) -> Joined:
     ip = request.client.host if request.client else "?"
     request.app.state.limiter.hit(f"join:{ip}", limit=settings.rate_joins_per_ip_per_minute)
-    p, token = participants.join(
-        session, workshop=workshop, data=body, secret=settings.resolved_secret()
-    )
+    try:
+        p, token = participants.join(
+            session, workshop=workshop, data=body, secret=settings.resolved_secret()
+        )
+    except NotAllowed:
+        failed_access(request, workshop.code)  # a wrong facilitator key
+        raise
     commit(request, session)
     assert p.id is not None
     return Joined(participant_id=p.id, token=token, role=p.role)

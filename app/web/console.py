@@ -21,6 +21,7 @@ from app.web.deps import (
     StaffDep,
     WorkshopDep,
     commit,
+    failed_access,
     participant_cookie,
     projector_cookie,
     projector_ok,
@@ -46,12 +47,16 @@ def facilitate(
     """The facilitator link: becomes a facilitator in this browser."""
     if participant is not None and participant.role == "facilitator":
         return RedirectResponse(f"/w/{workshop.code}/console", status_code=303)
-    p, token = participants.join(
-        session,
-        workshop=workshop,
-        data=ParticipantCreate(display_name="Facilitator", facilitator_key=key),
-        secret=settings.resolved_secret(),
-    )
+    try:
+        p, token = participants.join(
+            session,
+            workshop=workshop,
+            data=ParticipantCreate(display_name="Facilitator", facilitator_key=key),
+            secret=settings.resolved_secret(),
+        )
+    except NotAllowed:
+        failed_access(request, workshop.code)
+        raise
     commit(request, session)
     response = RedirectResponse(f"/w/{workshop.code}/console", status_code=303)
     set_cookie(request, response, participant_cookie(workshop), token, 2 * 86400)
@@ -77,6 +82,7 @@ def projector(
     request: Request, workshop: WorkshopDep, session: SessionDep, settings: SettingsDep
 ) -> Response:
     if not projector_ok(request, workshop, settings):
+        failed_access(request, workshop.code)
         raise NotAllowed("This projector link is not valid (any more).")
     ctx = board_context(session, workshop, cards.PROJECTOR)
     response = html(

@@ -107,14 +107,27 @@ MaybeOrganizerDep = Annotated[Organizer | None, Depends(current_organizer)]
 OrganizerDep = Annotated[Organizer, Depends(require_organizer)]
 
 
+def failed_access(request: Request, code: str | None = None) -> None:
+    """Count one failed way in: an unknown workshop code, or (with ``code``) a
+    wrong facilitator or projector key for that workshop. Limited per address;
+    for the whole deployment, against guessing spread over many addresses (a
+    right code is never counted, so a room that types it well still gets in);
+    and per workshop, against keys tried on one code. Raises ``RateLimited``."""
+    settings = request.app.state.settings
+    limiter = request.app.state.limiter
+    ip = request.client.host if request.client else "?"
+    limiter.hit(f"badjoin:{ip}", limit=settings.rate_failed_joins_per_ip_per_minute)
+    limiter.hit("badjoin-all:", limit=settings.rate_failed_joins_per_minute)
+    if code is not None:
+        limiter.hit(f"badkey:{code}", limit=settings.rate_failed_keys_per_code_per_minute)
+
+
 def get_workshop(request: Request, code: str, session: SessionDep) -> Workshop:
     try:
         return workshops.get_by_code(session, code)
     except NotFound:
         # Guessing codes through any route counts like a failed join (GET /join).
-        ip = request.client.host if request.client else "?"
-        limit = request.app.state.settings.rate_failed_joins_per_ip_per_minute
-        request.app.state.limiter.hit(f"badjoin:{ip}", limit=limit)
+        failed_access(request)
         raise
     finally:
         _release(session)

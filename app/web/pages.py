@@ -31,6 +31,7 @@ from app.web.deps import (
     SettingsDep,
     WorkshopDep,
     commit,
+    failed_access,
     participant_cookie,
     viewer_of,
 )
@@ -46,16 +47,12 @@ def home(request: Request) -> Response:
 
 @router.get("/join", response_class=HTMLResponse)
 def join_by_code(request: Request, session: SessionDep, code: str = "") -> Response:
-    limiter = request.app.state.limiter
-    ip = request.client.host if request.client else "?"
     try:
         if not access.normalize_code(code):
             raise Invalid("Please type the workshop code.")
         ws = workshops.get_by_code(session, code)
     except DomainError as exc:
-        limiter.hit(
-            f"badjoin:{ip}", limit=request.app.state.settings.rate_failed_joins_per_ip_per_minute
-        )
+        failed_access(request)
         return html(request, "pages/home.html", status=exc.status, code=code, error=exc.message)
     return RedirectResponse(f"/join/{ws.code}", status_code=303)
 

@@ -56,6 +56,52 @@ def test_guessing_codes_through_other_routes_is_limited_too(client_with: Any, pa
     assert _retry_after(r) > 0
 
 
+def test_guessing_spread_over_many_addresses_is_limited_for_the_deployment(
+    client_with: Any,
+) -> None:
+    client = client_with(rate_failed_joins_per_minute=8)
+    w = _world(client)
+    for i in range(8):  # 8 addresses, one wrong guess each: under any per-IP limit
+        guesser = TestClient(client.app, client=(f"203.0.113.{i + 1}", 5000))
+        assert guesser.get("/join", params={"code": f"NOPE{i:04d}"}).status_code == 404
+    fresh = TestClient(client.app, client=("203.0.113.99", 5000))
+    assert _retry_after(fresh.get("/join", params={"code": "NOPE9999"})) > 0
+    # A right code is never refused: the room keeps joining during an attack.
+    r = fresh.get("/join", params={"code": w.code}, follow_redirects=False)
+    assert r.status_code == 303
+    r = fresh.post(
+        f"/api/v1/workshops/{w.code}/participants",
+        json={"display_name": "Latecomer", "affiliation": "ODIHR"},
+    )
+    assert r.status_code == 201
+
+
+def test_wrong_keys_tried_on_one_workshop_are_limited_per_code(client_with: Any) -> None:
+    client = client_with(rate_failed_keys_per_code_per_minute=4)
+    w = _world(client)
+    tries = [
+        ("GET", f"/w/{w.code}/facilitate?key=wrong1", {}),
+        ("GET", f"/w/{w.code}/projector?key=wrong2", {}),
+        (
+            "POST",
+            f"/api/v1/workshops/{w.code}/participants",
+            {"json": {"display_name": "F", "facilitator_key": "wrong3"}},
+        ),
+        ("GET", f"/w/{w.code}/projector?key=wrong4", {}),
+    ]
+    for i, (method, url, body) in enumerate(tries):  # each from its own address
+        guesser = TestClient(client.app, client=(f"198.51.100.{i + 10}", 5000))
+        assert guesser.request(method, url, **body).status_code == 403
+    guesser = TestClient(client.app, client=("198.51.100.50", 5000))
+    assert _retry_after(guesser.get(f"/w/{w.code}/facilitate?key=wrong5")) > 0
+    # Participants of that workshop are not affected.
+    r = guesser.post(
+        f"/api/v1/workshops/{w.code}/participants",
+        json={"display_name": "Participant", "affiliation": "ODIHR"},
+    )
+    assert r.status_code == 201
+
+
 def test_a_hundred_joins_from_one_ip_in_a_minute_are_fine(client_with: Any) -> None:
     client = client_with()  # defaults
     w = _world(client)
