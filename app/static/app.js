@@ -120,17 +120,18 @@
     }
   });
 
-  /* The phase menu rides on the facilitator's push so that every console
-     shows the current phase, whoever changed it. Replacing it on every push
-     would close the menu under a facilitator who has it open while cards pour
-     in, so it is swapped only when the phase it shows has changed; and then
-     the new phase wins over a pick not yet sent, which was made against the
-     old one (so that pick is not kept above). */
+  /* Console controls ride on the facilitator's push so that every console
+     shows the current state, whoever changed it: the phase menus and the
+     workshop switches. Replacing them on every push would close a menu under
+     a facilitator who has it open while cards pour in, so an element with
+     data-swap-key is swapped only when that key (its state) has changed; and
+     then the new state wins over a pick not yet sent, which was made against
+     the old one (so that pick is not kept above). */
   document.addEventListener("htmx:oobBeforeSwap", function (e) {
     var target = e.detail.target, fragment = e.detail.fragment;
     var incoming = fragment && fragment.firstElementChild;
-    if (!incoming || !target.matches || !target.matches("form[data-phase]")) return;
-    if (incoming.getAttribute("data-phase") === target.getAttribute("data-phase") &&
+    if (!incoming || !target.hasAttribute || !target.hasAttribute("data-swap-key")) return;
+    if (incoming.getAttribute("data-swap-key") === target.getAttribute("data-swap-key") &&
         incoming.getAttribute("hx-put") === target.getAttribute("hx-put")) {
       e.detail.shouldSwap = false;
     }

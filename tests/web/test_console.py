@@ -122,3 +122,41 @@ def test_phase_changed_elsewhere_reaches_the_console_menu_and_not_participants(
         assert phase_menu(frames[-1], fa.id).selected == ["vote"]
         seen += until(board, changed.format("vote"))
         assert not [frame for frame in seen if has_phase_control(frame)]
+
+
+def test_workshop_switches_follow_a_change_made_on_another_console(
+    client: TestClient, session: Session
+) -> None:
+    """Locking joins or turning private writing on from one console relabels
+    the buttons on every console, and participants never get the buttons."""
+    ws = f.workshop(session, private_writing=False)
+    f.set_phase(session, ws, 0, "collect")
+    _, first = f.join(session, ws, "Facilitator", facilitator=True, secret=SECRET)
+    _, second = f.join(session, ws, "Facilitator", facilitator=True, secret=SECRET)
+    _, participant = f.join(session, ws, "Ana")
+    session.close()
+    url = f"/ws/workshops/{ws.code}"
+    with (
+        contextlib.suppress(CancelledError),
+        client.websocket_connect(url, headers=f.bearer(first)) as console,
+        client.websocket_connect(url, headers=f.bearer(participant)) as board,
+    ):
+        for sock in (console, board):
+            sock.send_text('{"type": "hello", "seq": null}')
+        assert ">Lock joins<" in console.receive_text()
+        assert 'id="console-toggles"' not in board.receive_text()
+
+        client.cookies.set(f"lw_p{ws.id}", second)
+        page = client.get(f"/w/{ws.code}/console")
+        token = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+        htmx = {"HX-Request": "true", "X-CSRF-Token": token}
+        assert client.post(f"/w/{ws.code}/lock", data={"locked": "1"}, headers=htmx).is_success
+        frames = until(console, ">Open joins<")
+        assert 'id="console-toggles"' in frames[-1] and 'hx-swap-oob="true"' in frames[-1]
+        assert ">Turn private writing on<" in frames[-1]
+        r = client.post(f"/w/{ws.code}/private-writing", data={"on": "1"}, headers=htmx)
+        assert r.is_success
+        frames = until(console, ">Turn private writing off<")
+        assert ">Open joins<" in frames[-1]
+        seen = until(board, "Private writing</span>")
+        assert not [frame for frame in seen if 'id="console-toggles"' in frame or "/lock" in frame]
