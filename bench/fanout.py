@@ -1,7 +1,7 @@
 """Live-board fan-out, measured end to end on the real app.
 
 Starts ``lessons serve`` (one worker; SQLite unless --database-url), opens N real
-websocket clients in a separate process (bench/_server.py's client pool), and drives
+websocket clients in a separate process (bench/_pool.py's client pool), and drives
 real HTTP actions at a fixed rate: card submissions (unique titles) into focus areas
 in ``collect`` with private writing off, and dots on cards in a focus area in ``vote``
 with blind voting off. It prints, per run: latency from an action's request to its
@@ -34,21 +34,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
+from bench._frames import arrivals  # noqa: E402
+from bench._measure import CpuMeter, pct, table  # noqa: E402
+from bench._pool import Pool  # noqa: E402
 from bench._server import (  # noqa: E402
     BODY,
     Api,
     AppServer,
-    CpuMeter,
-    Pool,
-    arrivals,
     create_pg_database,
     drop_pg_database,
-    free_port,
     make_workshop,
-    pct,
     settled_seq,
-    table,
 )
+from tests.support.live_server import free_port  # noqa: E402
 
 LOAD_ENV = {
     "LESSONS_RATE_CARDS_PER_MINUTE": "1000000",

@@ -26,19 +26,17 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx  # noqa: E402
 
+from bench._frames import arrivals  # noqa: E402
+from bench._measure import CpuMeter, pct, table  # noqa: E402
+from bench._pool import Pool  # noqa: E402
 from bench._server import (  # noqa: E402
     Api,
     AppServer,
-    CpuMeter,
-    Pool,
-    arrivals,
     create_pg_database,
     db_query,
     drop_pg_database,
     make_workshop,
-    pct,
     settled_seq,
-    table,
 )
 
 # Joins and sockets per person are raised for the set-up; votes keep the app's limit.

@@ -1,24 +1,20 @@
-"""What the browser tests share: the app server in a subprocess, a small JSON
-API client, the guard that records console errors and CSP violations on
-every page, the axe-core accessibility check, and keyboard helpers."""
+"""What the browser tests share: the app server in a subprocess (through
+tests/support/live_server.py), a small JSON API client, the guard that records
+console errors and CSP violations on every page, the axe-core accessibility
+check, and keyboard helpers."""
 
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import socket
-import subprocess
-import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.live_server import KEEPALIVE, ORGANIZER, ROOT, ServerProcess
+
 HERE = Path(__file__).resolve().parent
 AXE = HERE / "vendor" / "axe-4.11.0.min.js"
 ARTIFACTS = ROOT / "test-artifacts"
@@ -32,108 +28,28 @@ LAUNCH_ARGS = [
     "--no-first-run",
     "--disable-quic",
 ]
-ORGANIZER = "organizer"
 PASSWORD = "e2e organizer password, long enough"
 SECRET = "e2e-secret-" + "0123456789abcdef" * 3
 OSCE = "osce-organized-crime-2007"
 WCAG_TAGS = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 
 
-def _bin(name: str) -> str:
-    here = Path(sys.executable).parent / name
-    return str(here) if here.exists() else name
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class Server:
+class Server(ServerProcess):
     """The real app: ``lessons serve`` on a free port with its own SQLite
     data directory. It can be stopped and started again on the same port and
     data, which is how the reconnect test takes it away from the browsers."""
 
+    migrate_timeout = organizer_timeout = 60.0
+    stop_timeout = 10.0
+
     def __init__(self, data_dir: Path, port: int | None = None) -> None:
-        self.data_dir = data_dir
-        self.port = port or free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("LESSONS_") and k not in ("DATABASE_URL", "REDIS_URL")
-        }
-        env.update(
-            LESSONS_DATA_DIR=str(data_dir),
-            LESSONS_PUBLIC_URL=self.url,
-            SECRET_KEY=SECRET,
-            LESSONS_LOG_LEVEL="warning",
-            PYTHONUNBUFFERED="1",
-        )
-        self.env = env
-
-    def prepare(self) -> None:
-        """Migrate a fresh database and add the organizer (password on stdin)."""
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        run = {"env": self.env, "cwd": ROOT, "capture_output": True, "timeout": 60}
-        done = subprocess.run([_bin("lessons"), "db", "upgrade"], **run)  # type: ignore[call-overload]
-        assert done.returncode == 0, done.stderr.decode()[-2000:]
-        done = subprocess.run(  # type: ignore[call-overload]
-            [_bin("lessons"), "organizer", "add", ORGANIZER], input=PASSWORD.encode(), **run
-        )
-        assert done.returncode == 0, done.stderr.decode()[-2000:]
-
-    def start(self, timeout: float = 30) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [_bin("lessons"), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-            env=self.env,
-            cwd=ROOT,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        log.close()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"The server exited at start-up:\n{self.log_tail()}")
-            try:
-                if httpx.get(self.url + "/login", timeout=1).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.05)
-        self.stop()
-        raise RuntimeError(f"The server did not answer within {timeout} s:\n{self.log_tail()}")
-
-    def stop(self, timeout: float = 10) -> None:
-        """SIGTERM, as a service manager would; SIGKILL if it hangs."""
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-    def log_tail(self, n: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return "(no log)"
+        super().__init__(data_dir, secret=SECRET, password=PASSWORD, port=port)
 
     def server_errors(self) -> list[str]:
         """Tracebacks and 5xx lines from the server log."""
-        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return [
             line
-            for line in text.splitlines()
+            for line in self.log_text().splitlines()
             if "Traceback" in line or re.search(r"\s5\d\d\s", line) or "ERROR" in line
         ]
 
@@ -144,7 +60,7 @@ class Api:
 
     def __init__(self, base: str) -> None:
         self.base = base
-        self.http = httpx.Client(base_url=base, timeout=30)
+        self.http = httpx.Client(base_url=base, timeout=30, limits=KEEPALIVE)
 
     def call(self, method: str, path: str, token: str | None = None, **kw: Any) -> Any:
         headers = {"Authorization": f"Bearer {token}"} if token else {}

@@ -9,7 +9,6 @@ import itertools
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -23,15 +22,10 @@ import redis
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.live_server import KEEPALIVE, ROOT, free_port, stop_process
+
 REDIS_URL = os.environ.get("TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 _ids = itertools.count(1000)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_until(check: Any, timeout: float, interval: float = 0.02) -> Any:
@@ -56,7 +50,7 @@ class Harness:
         cmd = [sys.executable, "-m", "uvicorn", "tests.realtime.hubapp:app"]
         cmd += ["--host", "127.0.0.1", "--port", str(self.port), "--log-level", "warning"]
         self.proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env)
-        self.http = httpx.Client(base_url=self.base, timeout=5)
+        self.http = httpx.Client(base_url=self.base, timeout=5, limits=KEEPALIVE)
         if wait:
             self.wait()
 
@@ -86,12 +80,7 @@ class Harness:
 
     def close(self) -> None:
         self.http.close()
-        self.proc.terminate()
-        try:
-            self.proc.wait(5)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(5)
+        stop_process(self.proc, 5)
 
 
 @pytest.fixture

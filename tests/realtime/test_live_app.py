@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
-from bench._server import Api, AppServer, fragments, frame_seq, last_seq, make_workshop
+from bench._frames import fragments, frame_seq
+from bench._server import Api, AppServer, last_seq, make_workshop
 
 LIVE_ENV = {
     "LESSONS_RATE_CARDS_PER_MINUTE": "100000",

@@ -27,11 +27,11 @@ from bench._server import (
     AppServer,
     create_pg_database,
     drop_pg_database,
-    free_port,
     make_workshop,
     postgres_ok,
     redis_ok,
 )
+from tests.support.live_server import free_port
 
 PUSH_BOUND = 3.0
 

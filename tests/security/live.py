@@ -1,6 +1,7 @@
 """The real server in a subprocess (``lessons serve`` on a free port, its own
-SQLite data directory) and a scripted workshop run against it that records
-everything each role receives: HTTP bodies, websocket frames, export files.
+SQLite data directory; tests/support/live_server.py starts it) and a scripted
+workshop run against it that records everything each role receives: HTTP
+bodies, websocket frames, export files.
 
 20 participants with names and affiliations nobody would write by accident
 join, keep a websocket open, write cards (private writing on), vote, rate;
@@ -13,12 +14,6 @@ from __future__ import annotations
 import asyncio
 import io
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,9 +23,9 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.live_server import KEEPALIVE, ORGANIZER, ServerProcess
+
 SECRET = "live-secret-" + "5e1f0c2a9b7d" * 4
-ORGANIZER = "organizer"
 PASSWORD = "organizer password for the live tests"
 TEMPLATE = "osce-organized-crime-2007"
 FORMATS = ("md", "csv", "json", "docx", "xlsx", "pdf")
@@ -101,96 +96,15 @@ TOWNS = [
 SHARED = "Shared Directorate of Xylophonics"  # three people: may appear in aggregates
 
 
-def _bin(name: str) -> str:
-    here = Path(sys.executable).parent / name
-    return str(here) if here.exists() else name
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class LiveServer:
+class LiveServer(ServerProcess):
     """``lessons serve`` in a subprocess with a fresh SQLite data directory;
-    stdout and stderr go to ``server.log`` in that directory."""
+    stdout and stderr go to ``server.log`` in that directory. ``env`` changes
+    settings (``LESSONS_RATE_...``)."""
+
+    start_timeout = 60.0
 
     def __init__(self, data_dir: Path, log_level: str = "warning", **env: str) -> None:
-        self.data_dir = data_dir
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = data_dir / "server.log"
-        self.proc: subprocess.Popen[bytes] | None = None
-        clean = {
-            k: v
-            for k, v in os.environ.items()
-            if not k.startswith("LESSONS_") and k not in ("DATABASE_URL", "REDIS_URL", "SECRET_KEY")
-        }
-        clean.update(
-            LESSONS_DATA_DIR=str(data_dir),
-            LESSONS_PUBLIC_URL=self.url,
-            SECRET_KEY=SECRET,
-            LESSONS_LOG_LEVEL=log_level,
-            PYTHONUNBUFFERED="1",
-            **env,
-        )
-        self.env = clean
-
-    def prepare(self) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        run: dict[str, Any] = {"env": self.env, "cwd": ROOT, "capture_output": True, "timeout": 120}
-        done = subprocess.run([_bin("lessons"), "db", "upgrade"], check=False, **run)
-        assert done.returncode == 0, done.stderr.decode()[-2000:]
-        done = subprocess.run(
-            [_bin("lessons"), "organizer", "add", ORGANIZER],
-            input=PASSWORD.encode(),
-            check=False,
-            **run,
-        )
-        assert done.returncode == 0, done.stderr.decode()[-2000:]
-
-    def start(self, timeout: float = 60) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [_bin("lessons"), "serve", "--host", "127.0.0.1", "--port", str(self.port)],
-                env=self.env,
-                cwd=ROOT,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"the server exited at start-up:\n{self.log_text()[-3000:]}")
-            if self.alive():
-                return
-            time.sleep(0.1)
-        self.stop()
-        raise RuntimeError(f"the server did not answer in {timeout} s:\n{self.log_text()[-3000:]}")
-
-    def alive(self) -> bool:
-        if self.proc is None or self.proc.poll() is not None:
-            return False
-        try:
-            return httpx.get(self.url + "/login", timeout=2, trust_env=False).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def stop(self) -> None:
-        proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-
-    def log_text(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        super().__init__(data_dir, secret=SECRET, password=PASSWORD, log_level=log_level, env=env)
 
 
 # -- the recording -----------------------------------------------------------------------
@@ -271,8 +185,13 @@ class Run:
 
     def client(self, viewer: str) -> httpx.AsyncClient:
         if viewer not in self.clients:
+            # A request sent on a connection the server is closing fails with
+            # ReadError, which a loaded machine made happen now and then.
             self.clients[viewer] = httpx.AsyncClient(
-                base_url=self.server.url, timeout=60, trust_env=False
+                base_url=self.server.url,
+                timeout=60,
+                trust_env=False,
+                limits=KEEPALIVE,
             )
         return self.clients[viewer]
 

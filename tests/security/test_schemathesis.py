@@ -16,7 +16,9 @@ from urllib.parse import parse_qs, urlsplit
 import httpx
 import pytest
 
-from .live import ORGANIZER, PASSWORD, TEMPLATE, LiveServer, _bin
+from tests.support.live_server import bin_path as _bin
+
+from .live import ORGANIZER, PASSWORD, TEMPLATE, LiveServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 

@@ -1,0 +1,1 @@
+"""Helpers that the tests and the load generators under bench/ share."""
