@@ -20,11 +20,10 @@ def is_htmx(request: Request) -> bool:
 
 
 def html(request: Request, template: str, status: int = 200, **ctx: Any) -> HTMLResponse:
-    settings: Settings = request.app.state.settings
     ctx.setdefault("csrf_token", csrf_token(request))
     response = HTMLResponse(render(template, request=request, **ctx), status_code=status)
     response.headers["Vary"] = "HX-Request, Cookie"
-    ensure_csrf_cookie(request, response, secure=settings.cookie_secure)
+    ensure_csrf_cookie(request, response, secure=cookie_secure(request))
     return response
 
 
@@ -45,14 +44,21 @@ def links(settings: Settings, workshop: Workshop) -> dict[str, str]:
     }
 
 
-def set_cookie(request: Request, response: Any, name: str, value: str, max_age: int) -> None:
+def cookie_secure(request: Request) -> bool:
+    """Cookies carry the Secure flag when the setting says so, and whenever the
+    request came over HTTPS (directly, or through a proxy whose forwarded
+    headers uvicorn trusts)."""
     settings: Settings = request.app.state.settings
+    return settings.cookie_secure or request.url.scheme == "https"
+
+
+def set_cookie(request: Request, response: Any, name: str, value: str, max_age: int) -> None:
     response.set_cookie(
         name,
         value,
         max_age=max_age,
         httponly=True,
         samesite="lax",
-        secure=settings.cookie_secure,
+        secure=cookie_secure(request),
         path="/",
     )

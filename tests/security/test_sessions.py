@@ -83,6 +83,18 @@ def test_cookies_are_secure_when_served_over_https(client_with: Any, session: Se
     _assert_flags(jar["lw_session"], secure=True)
 
 
+def test_cookies_are_secure_on_https_requests_without_the_setting(
+    client: TestClient, session: Session
+) -> None:
+    """Served over HTTPS (or through a trusted proxy that says so), the
+    cookies are Secure even when LESSONS_COOKIE_SECURE was forgotten."""
+    f.organizer(session)
+    https = TestClient(client.app, base_url="https://testserver")
+    jar = {**_set_cookies(https.get("/login")), **_set_cookies(_login(https))}
+    _assert_flags(jar["lw_csrf"], secure=True)
+    _assert_flags(jar["lw_session"], secure=True)
+
+
 def test_each_login_gets_a_new_token_stored_only_as_a_hash(
     client: TestClient, session: Session
 ) -> None:
