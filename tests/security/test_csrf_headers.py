@@ -131,6 +131,13 @@ def _check_headers(r: Any, where: str) -> None:
     assert h["referrer-policy"] == "no-referrer", where
     assert h["x-content-type-options"] == "nosniff", where
     assert h["x-frame-options"] == "DENY", where
+    assert "camera=()" in h["permissions-policy"] and "microphone=()" in h["permissions-policy"]
+    assert "strict-transport-security" not in h, where  # plain HTTP: meaningless there
+
+
+def test_https_answers_tell_browsers_to_stay_on_https(client: TestClient) -> None:
+    https = TestClient(client.app, base_url="https://testserver")
+    assert https.get("/").headers["strict-transport-security"].startswith("max-age=")
 
 
 def test_security_headers_on_every_kind_of_answer(client: TestClient, session: Session) -> None:
