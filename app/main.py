@@ -21,9 +21,10 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Match
 
 from app.config import Settings, get_settings
-from app.db import checkpoint_sqlite, make_engine
+from app.db import checkpoint_sqlite, make_engine, read_engine
 from app.domain import organizers
 from app.domain.errors import DomainError, RateLimited
+from app.exports.prepared import PreparedExports
 from app.realtime.service import Realtime
 from app.render import render
 from app.web import api, console, organizer, pages, reports, suggestions, ws
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             yield
         finally:
             await app.state.realtime.stop()
+            app.state.exports.close()
 
     app = FastAPI(
         title="Lessons learned",
@@ -70,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.origins = settings.origins
     app.state.realtime = Realtime(settings, engine, lambda w: links(settings, w)["join_url"])
     app.state.checkpoint = lambda: _checkpoint(engine, settings)
+    app.state.exports = PreparedExports(read_engine(engine))
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)

@@ -314,13 +314,17 @@ def rotate(
 
 @router.post("/organizer/w/{code}/close", response_class=HTMLResponse)
 def close(request: Request, workshop: OwnedWorkshopDep, session: SessionDep) -> Response:
-    return _after(
+    response = _after(
         request,
         session,
         workshop,
         lambda: workshops.close_workshop(session, workshop=workshop),
         "Workshop closed.",
     )
+    if workshop.closed:  # the downloads are the next step: have them ready
+        assert workshop.id is not None
+        request.app.state.exports.prepare(workshop.id)
+    return response
 
 
 @router.post("/organizer/w/{code}/reopen", response_class=HTMLResponse)
@@ -346,8 +350,10 @@ def delete(
             status=422,
             errors=["Type the join code exactly to confirm the deletion."],
         )
+    workshop_id = workshop.id
     workshops.delete_workshop(session, workshop=workshop)
     session.commit()
+    request.app.state.exports.forget(workshop_id)
     request.app.state.checkpoint()
     return RedirectResponse("/organizer", status_code=303)
 

@@ -26,7 +26,6 @@ router = APIRouter()
 
 
 def _export(request: Request, session: Any, workshop: Any, fmt: str, actor: str) -> Response:
-    from app import exports
     from app.domain import events
 
     if fmt not in FORMATS:
@@ -35,7 +34,7 @@ def _export(request: Request, session: Any, workshop: Any, fmt: str, actor: str)
     request.app.state.limiter.hit(
         f"export:{actor}:{workshop.id}", limit=settings.rate_exports_per_minute
     )
-    file = exports.export_workshop(session, workshop.id, fmt)
+    file = request.app.state.exports.export(session, workshop.id, fmt)
     events.record(session, workshop_id=workshop.id, kind="export.created", actor=actor, format=fmt)
     commit(request, session)
     return Response(
@@ -85,6 +84,8 @@ def report(
 
     assert workshop.id is not None
     outcome = build_outcome(session, workshop.id)
+    if workshop.closed:  # the downloads are the next step: have them ready
+        request.app.state.exports.prepare(workshop.id)
     return html(request, "pages/report.html", workshop=workshop, outcome=outcome, actor=actor)
 
 
