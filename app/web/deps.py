@@ -48,6 +48,16 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
         session.close()
 
 
+def _read_only(session: Session) -> None:
+    """Begin a lookup's transaction as a read-only one: on SQLite a plain BEGIN
+    (a WAL snapshot) instead of BEGIN IMMEDIATE, so that looking up the
+    workshop or the caller never queues for the database's single write lock
+    (before, every request took it once per lookup, reads included). A
+    transaction already open is left as it is."""
+    if not session.in_transaction():
+        session.connection(execution_options={"readonly": True})
+
+
 def _release(session: Session) -> None:
     """End a lookup's read transaction so no lock or pooled connection is
     held while the request waits for its next worker thread. Loaded objects
@@ -123,6 +133,7 @@ def failed_access(request: Request, code: str | None = None) -> None:
 
 
 def get_workshop(request: Request, code: str, session: SessionDep) -> Workshop:
+    _read_only(session)
     try:
         return workshops.get_by_code(session, code)
     except NotFound:
@@ -149,6 +160,7 @@ def current_participant(
     request: Request, workshop: WorkshopDep, session: SessionDep
 ) -> Participant | None:
     token = bearer(request) or request.cookies.get(participant_cookie(workshop))
+    _read_only(session)
     try:
         return participants.by_token(session, workshop=workshop, token=token)
     finally:
