@@ -171,14 +171,38 @@ def _owner_id(session: Session, name: str | None) -> int | None:
     return None
 
 
-@workshop.command("list", help="List workshops.")
-def workshop_list() -> None:
+@workshop.command("assign", help="Give a workshop to an organizer, who alone then manages it.")
+@click.argument("code")
+@click.option("--owner", required=True, metavar="NAME", help="The organizer's login name.")
+def workshop_assign(code: str, owner: str) -> None:
     from app.domain import workshops
+    from app.domain.errors import DomainError
 
     with Session(_engine()) as session:
+        organizer_id = _owner_id(session, owner)
+        assert organizer_id is not None  # a name was given: found, or an error
+        try:
+            ws = workshops.get_by_code(session, code)
+        except DomainError as exc:
+            raise click.ClickException(exc.message) from None
+        workshops.set_owner(session, workshop=ws, organizer_id=organizer_id)
+        session.commit()
+        click.echo(f"{ws.code} now belongs to {owner.strip()}.")
+
+
+@workshop.command("list", help="List workshops, with their owners.")
+def workshop_list() -> None:
+    from sqlmodel import select
+
+    from app.domain import workshops
+    from app.models import Organizer
+
+    with Session(_engine()) as session:
+        names = dict(session.exec(select(Organizer.id, Organizer.name)).all())
         for w in workshops.workshops_of(session, None):
             state = "closed" if w.closed else "open"
-            click.echo(f"{w.code}\t{w.date or '-'}\t{state}\t{w.title}")
+            owner = names.get(w.organizer_id, "(no owner: any organizer)")
+            click.echo(f"{w.code}\t{w.date or '-'}\t{state}\t{owner}\t{w.title}")
 
 
 @main.command("export", help="Export a workshop's outcome document.")

@@ -115,3 +115,31 @@ def test_another_organizer_cannot_manage_a_cli_workshop(
     assert client.put(phase, json={"phase": "collect"}, headers=other).status_code == 403
     assert client.get(f"/organizer/w/{code}", headers=owner).status_code == 200
     assert client.put(phase, json={"phase": "collect"}, headers=owner).status_code == 200
+
+
+def test_an_ownerless_workshop_can_be_assigned_an_owner_later(
+    client: TestClient, session: Session, lessons: Lessons
+) -> None:
+    result = _create(lessons)  # no organizer yet: no owner
+    assert _owner_of(session, result) is None
+    code = json.loads(result.stdout)["code"]
+    f.organizer(session, "Owner")
+    f.organizer(session, "Other")
+    session.commit()
+    listed = lessons("workshop", "list")
+    assert "(no owner: any organizer)" in listed.output
+
+    assert lessons("workshop", "assign", code, "--owner", "Nobody").exit_code != 0
+    done = lessons("workshop", "assign", code.lower(), "--owner", "Owner")
+    assert done.exit_code == 0, done.output
+    assert f"{code} now belongs to Owner." in done.output
+    assert f"{code}\t-\topen\tOwner\tCLI" in lessons("workshop", "list").output
+
+    other = client.post("/api/v1/login", json={"name": "Other", "password": f.PASSWORD})
+    assert (
+        client.get(f"/organizer/w/{code}", headers=f.bearer(other.json()["token"])).status_code
+        == 403
+    )
+    owner = client.post("/api/v1/login", json={"name": "Owner", "password": f.PASSWORD})
+    page = client.get(f"/organizer/w/{code}", headers=f.bearer(owner.json()["token"]))
+    assert page.status_code == 200 and "workshop.owner_changed" in page.text  # in the audit log

@@ -340,6 +340,22 @@ def participant_count(session: Session, workshop_id: int) -> int:
     ).one()
 
 
+def set_owner(session: Session, *, workshop: Workshop, organizer_id: int) -> None:
+    """Hand the workshop to an organizer: from then on only they manage it."""
+    assert workshop.id is not None
+    if workshop.organizer_id == organizer_id:
+        return
+    workshop.organizer_id = organizer_id
+    session.add(workshop)
+    events.record(
+        session,
+        workshop_id=workshop.id,
+        kind="workshop.owner_changed",
+        actor="organizer",  # from the command line: the server's administrator
+        organizer_id=organizer_id,
+    )
+
+
 def workshops_of(session: Session, organizer_id: int | None) -> list[Workshop]:
     q = select(Workshop).order_by(col(Workshop.created_at).desc())
     if organizer_id is not None:
