@@ -144,10 +144,11 @@ def _owner_id(session: Session, name: str | None) -> int | None:
     ``owned_workshop``), so that is allowed only while there is nobody to own it."""
     from sqlmodel import select
 
+    from app.domain.organizers import by_name
     from app.models import Organizer
 
     if name is not None:
-        org = session.exec(select(Organizer).where(Organizer.name == name.strip())).first()
+        org = by_name(session, name)
         if org is None:
             raise click.ClickException(
                 f"No organizer named {name!r}; add one with `lessons organizer add`."

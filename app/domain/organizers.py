@@ -26,6 +26,10 @@ def any_organizer(session: Session) -> bool:
     return session.exec(select(Organizer.id).limit(1)).first() is not None
 
 
+def by_name(session: Session, name: str) -> Organizer | None:
+    return session.exec(select(Organizer).where(Organizer.name == name.strip())).first()
+
+
 def add_organizer(session: Session, *, name: str, password: str) -> Organizer:
     name = name.strip()
     if not 1 <= len(name) <= 80:
@@ -34,7 +38,7 @@ def add_organizer(session: Session, *, name: str, password: str) -> Organizer:
         raise Invalid(f"The password needs at least {MIN_PASSWORD} characters.", field="password")
     if len(password) > 1024:
         raise Invalid("The password is too long.", field="password")
-    if session.exec(select(Organizer).where(Organizer.name == name)).first():
+    if by_name(session, name):
         raise Conflict(f"An organizer named {name!r} exists already.", field="name")
     org = Organizer(name=name, password_hash=_hasher.hash(password))
     session.add(org)
@@ -43,7 +47,7 @@ def add_organizer(session: Session, *, name: str, password: str) -> Organizer:
 
 
 def authenticate(session: Session, *, name: str, password: str) -> Organizer:
-    org = session.exec(select(Organizer).where(Organizer.name == name.strip())).first()
+    org = by_name(session, name)
     try:
         _hasher.verify(org.password_hash if org else _DUMMY_HASH, password)
     except (VerificationError, InvalidHashError):

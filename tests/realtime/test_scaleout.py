@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
-import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -31,7 +29,7 @@ from bench._server import (
     postgres_ok,
     redis_ok,
 )
-from tests.support.live_server import free_port
+from tests.realtime.conftest import RedisServer
 
 PUSH_BOUND = 3.0
 
@@ -57,43 +55,6 @@ def shared_redis() -> str:
     if not redis_ok(REDIS_URL):
         unavailable(f"Redis at {REDIS_URL}", "REQUIRE_REDIS")
     return REDIS_URL
-
-
-class PrivateRedis:
-    """A redis-server of our own on a free port, to kill and bring back."""
-
-    def __init__(self) -> None:
-        exe = shutil.which("redis-server") or "/usr/bin/redis-server"
-        if not Path(exe).exists():
-            unavailable("redis-server", "REQUIRE_REDIS")
-        self.exe, self.port = exe, free_port()
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [self.exe, "--port", str(self.port), "--bind", "127.0.0.1"]
-            + ["--save", "", "--appendonly", "no"],
-            stdout=subprocess.DEVNULL,
-        )
-        deadline = time.monotonic() + 10
-        while not redis_ok(self.url):
-            assert time.monotonic() < deadline, "redis-server did not start"
-            time.sleep(0.05)
-
-    def kill(self) -> None:
-        if self.proc is not None:
-            self.proc.kill()
-            self.proc.wait(5)
-            self.proc = None
-
-
-@pytest.fixture
-def private_redis() -> Iterator[PrivateRedis]:
-    server = PrivateRedis()
-    server.start()
-    yield server
-    server.kill()
 
 
 async def open_socket(server: AppServer, code: str, token: str) -> ClientConnection:
@@ -169,9 +130,9 @@ def test_a_change_through_one_process_reaches_a_socket_on_another(
 
 
 def test_redis_outage_closes_sockets_with_1012_and_pushes_resume(
-    private_redis: PrivateRedis, tmp_path: Path
+    redis_server: RedisServer, tmp_path: Path
 ) -> None:
-    app = AppServer(tmp_path / "app", redis_url=private_redis.url)
+    app = AppServer(tmp_path / "app", redis_url=redis_server.url)
     app.prepare()
     app.start()
     api = Api(app.url)
@@ -182,7 +143,7 @@ def test_redis_outage_closes_sockets_with_1012_and_pushes_resume(
 
         async def main() -> None:
             ws = await open_socket(app, code, token)
-            private_redis.kill()
+            redis_server.kill()
             # The broker notices at once (connection reset) or within its PING check.
             assert await close_code(ws, 10) == 1012
             t0 = time.monotonic()
@@ -192,7 +153,7 @@ def test_redis_outage_closes_sockets_with_1012_and_pushes_resume(
             assert page.status_code == 200
             # A socket opened during the outage gets the board, but no pushes.
             during = await open_socket(app, code, token)
-            private_redis.start()
+            redis_server.start()
             # Once the broker is back it pushes full boards to every socket.
             await recv(during, 15)
             after = await open_socket(app, code, token)
