@@ -8,14 +8,23 @@ pseudonyms so voter counts and affiliation shares survive; ratings are
 aggregated per card. Only visible and merged cards (the ones a document
 shows) and the event kinds that provenance uses are kept, with ids replaced by
 references local to the file.
+
+No order, no timing: every list is in an order that depends on content only.
+Card and cluster references are numbered in content order (rows with the same
+content in a fresh random order), votes are listed by card, group, dots and
+pseudonym, and pseudonyms are drawn afresh on every export, so the file says
+nothing about who joined, wrote or voted when. The events kept are renumbered
+1..n in their order, without the gaps other activity left.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import secrets
 from collections import Counter, defaultdict
+from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, Field
@@ -46,6 +55,7 @@ from app.models import (
 SCHEMA_VERSION = 1
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
+R = TypeVar("R", Card, Cluster)
 # Payload keys that name rows, and the table each one names.
 EVENT_REFS = {
     "focus_area.phase": {"focus_area_id": "focus_areas"},
@@ -142,61 +152,63 @@ class Archive(BaseModel):
 
 
 def export_archive(session: Session, workshop_id: int) -> dict[str, Any]:
+    """The archive of a workshop. Every list is in an order that depends on
+    content only, never on ids or on when a row was written: references are
+    numbered in that order, pseudonyms are drawn afresh for every export, and
+    the events kept are renumbered 1..n (section 4, "No order, no timing")."""
     ws = session.get(Workshop, workshop_id)
     if ws is None:
         raise LookupError(f"workshop {workshop_id} not found")
+    # Focus areas in the documents' order; positions become 0..n-1, so that an
+    # import restores exactly that order.
     areas = session.exec(
         select(FocusArea)
         .where(FocusArea.workshop_id == workshop_id)
         .order_by(col(FocusArea.position), col(FocusArea.id))
     ).all()
-    clusters = session.exec(
-        select(Cluster).where(Cluster.workshop_id == workshop_id).order_by(col(Cluster.id))
-    ).all()
+    clusters = session.exec(select(Cluster).where(Cluster.workshop_id == workshop_id)).all()
     cards = session.exec(
-        select(Card)
-        .where(
+        select(Card).where(
             Card.workshop_id == workshop_id,
             col(Card.status).in_([CardStatus.visible.value, CardStatus.merged.value]),
         )
-        .order_by(col(Card.id))
     ).all()
     people = session.exec(
-        select(Participant.id, Participant.affiliation, Participant.role)
-        .where(Participant.workshop_id == workshop_id)
-        .order_by(col(Participant.id))
+        select(Participant.id, Participant.affiliation, Participant.role).where(
+            Participant.workshop_id == workshop_id
+        )
     ).all()
     fa_ref = {fa.id: i for i, fa in enumerate(areas, start=1)}
-    cl_ref = {c.id: i for i, c in enumerate(clusters, start=1)}
-    card_ref = {c.id: i for i, c in enumerate(cards, start=1)}
+    card_ids = {c.id for c in cards}
     # Filtered by focus area in SQL and by card here: a 2,000-id IN list
     # would hit SQLite's parameter limit.
     votes = [
         v
         for v in session.exec(
-            select(Vote)
-            .where(col(Vote.focus_area_id).in_(list(fa_ref)), col(Vote.dots) > 0)
-            .order_by(col(Vote.id))
+            select(Vote).where(col(Vote.focus_area_id).in_(list(fa_ref)), col(Vote.dots) > 0)
         ).all()
-        if v.card_id in card_ref
+        if v.card_id in card_ids
     ]
-    ratings = [
-        r
-        for r in session.exec(
+    ratings = {
+        cid: (int(n), int(si), int(sf))
+        for cid, n, si, sf in session.exec(
             select(
                 Rating.card_id, func.count(), func.sum(Rating.impact), func.sum(Rating.feasibility)
             )
             .where(col(Rating.focus_area_id).in_(list(fa_ref)))
             .group_by(col(Rating.card_id))
-            .order_by(col(Rating.card_id))
         ).all()
-        if r[0] in card_ref
+        if cid in card_ids
+    }
+    events = [
+        e
+        for e in session.exec(
+            select(Event)
+            .where(Event.workshop_id == workshop_id, col(Event.kind).in_(EVENT_REFS))
+            .order_by(col(Event.seq))
+        ).all()
+        if _kept(e)
     ]
-    events = session.exec(
-        select(Event)
-        .where(Event.workshop_id == workshop_id, col(Event.kind).in_(EVENT_REFS))
-        .order_by(col(Event.seq))
-    ).all()
 
     shown = _shown_groups(people, votes)
 
@@ -204,8 +216,21 @@ def export_archive(session: Session, workshop_id: int) -> dict[str, Any]:
         g = affiliations.group_of(affiliation)
         return g if g in shown else affiliations.OTHER
 
-    # Pseudonyms numbered by group in a random order: join order would let
-    # someone who watched people arrive tie numbers (and so votes) to names.
+    # Clusters by their content and their cards' content, then cards by
+    # theirs, their cluster's reference, their votes and ratings.
+    members: dict[Any, list[tuple[Any, ...]]] = defaultdict(list)
+    for k in cards:
+        members[k.cluster_id].append(_card_content(k, fa_ref))
+    by_cluster = {c.id: c for c in clusters}
+    cl_ref = _content_refs(clusters, lambda c: _cluster_key(c, fa_ref, by_cluster, members))
+    tally: dict[Any, list[tuple[str, int]]] = defaultdict(list)
+    for v in votes:
+        tally[v.card_id].append((group(v.affiliation), v.dots))
+    by_card = {c.id: c for c in cards}
+    card_ref = _content_refs(cards, lambda c: _card_key(c, fa_ref, cl_ref, by_card, tally, ratings))
+    # Pseudonyms numbered by group in a random order, drawn afresh per
+    # export: join order would let someone who watched people arrive tie
+    # numbers (and so ballots) to names.
     shuffled = list(people)
     secrets.SystemRandom().shuffle(shuffled)
     ordered = sorted(shuffled, key=lambda p: group(p[1]))
@@ -219,7 +244,9 @@ def export_archive(session: Session, workshop_id: int) -> dict[str, Any]:
         participants=[
             ArchiveParticipant(ref=p_ref[pid], group=group(a), role=r) for pid, a, r in ordered
         ],
-        focus_areas=[_pick(ArchiveFocusArea, fa, ref=fa_ref[fa.id]) for fa in areas],
+        focus_areas=[
+            _pick(ArchiveFocusArea, fa, ref=fa_ref[fa.id], position=i) for i, fa in enumerate(areas)
+        ],
         clusters=[
             _pick(
                 ArchiveCluster,
@@ -228,7 +255,7 @@ def export_archive(session: Session, workshop_id: int) -> dict[str, Any]:
                 focus_area=fa_ref[c.focus_area_id],
                 merged_into=cl_ref.get(c.merged_into_id),
             )
-            for c in clusters
+            for c in sorted(clusters, key=lambda c: cl_ref[c.id])
         ],
         cards=[
             _pick(
@@ -239,32 +266,115 @@ def export_archive(session: Session, workshop_id: int) -> dict[str, Any]:
                 cluster=cl_ref.get(c.cluster_id),
                 merged_into=card_ref.get(c.merged_into_id),
             )
-            for c in cards
+            for c in sorted(cards, key=lambda c: card_ref[c.id])
         ],
-        votes=[
-            ArchiveVote(
-                card=card_ref[v.card_id],
-                voter=p_ref.get(v.participant_id),
-                group=group(v.affiliation),
-                dots=v.dots,
-            )
-            for v in votes
-        ],
+        # By card, group, dots and the fresh pseudonym: never in the order
+        # the votes were cast, which would name every voter to someone who
+        # saw people vote one after another.
+        votes=sorted(
+            (
+                ArchiveVote(
+                    card=card_ref[v.card_id],
+                    voter=p_ref.get(v.participant_id),
+                    group=group(v.affiliation),
+                    dots=v.dots,
+                )
+                for v in votes
+            ),
+            key=lambda v: (v.card, v.group, v.dots, v.voter or 0),
+        ),
         ratings=[
             ArchiveRating(card=card_ref[cid], count=n, impact_sum=si, feasibility_sum=sf)
-            for cid, n, si, sf in ratings
+            for cid, (n, si, sf) in sorted(ratings.items(), key=lambda kv: card_ref[kv[0]])
         ],
+        # Renumbered: gaps would show how much else (exports, edits, votes)
+        # happened in between.
         events=[
             ArchiveEvent(
-                seq=e.seq,
+                seq=seq,
                 kind=e.kind,
                 day=e.created_at.date(),
                 payload=_event_payload(e.kind, e.payload, refs),
             )
-            for e in events
+            for seq, e in enumerate(events, start=1)
         ],
     )
     return arc.model_dump(mode="json")
+
+
+def _kept(e: Event) -> bool:
+    """A card's first placement in a cluster replays the order cards came in
+    (a facilitator sorting them as they arrive), and nothing reads it:
+    provenance reports moves between clusters only."""
+    return not (e.kind == "card.moved" and e.payload.get("from_cluster_id") is None)
+
+
+def _content_refs(rows: Sequence[R], key: Callable[[R], Any]) -> dict[Any, int]:
+    """References 1..n in content order. Rows whose content is the same are
+    shuffled first, so that even then the numbers do not follow their ids."""
+    shuffled = list(rows)
+    secrets.SystemRandom().shuffle(shuffled)
+    return {row.id: i for i, row in enumerate(sorted(shuffled, key=key), start=1)}
+
+
+def _text_key(text: str | None) -> tuple[str, str]:
+    text = text or ""
+    return (text.casefold(), text)
+
+
+def _cluster_content(c: Cluster, fa_ref: dict[Any, int]) -> tuple[Any, ...]:
+    return (
+        fa_ref.get(c.focus_area_id, 0),
+        c.position,
+        _text_key(c.title),
+        _text_key(c.synthesis),
+        c.is_recommendation,
+        c.status,
+    )
+
+
+def _card_content(c: Card, fa_ref: dict[Any, int]) -> tuple[Any, ...]:
+    return (
+        fa_ref.get(c.focus_area_id, 0),
+        CARD_KINDS.index(c.kind) if c.kind in CARD_KINDS else len(CARD_KINDS),
+        c.kind,
+        _text_key(c.title),
+        _text_key(c.body),
+        json.dumps(c.context or {}, sort_keys=True, ensure_ascii=False),
+        c.status,
+    )
+
+
+def _cluster_key(
+    c: Cluster,
+    fa_ref: dict[Any, int],
+    by_id: dict[Any, Cluster],
+    members: dict[Any, list[tuple[Any, ...]]],
+) -> tuple[Any, ...]:
+    into = by_id.get(c.merged_into_id)
+    return (
+        _cluster_content(c, fa_ref),
+        _cluster_content(into, fa_ref) if into is not None else (),
+        sorted(members.get(c.id, [])),
+    )
+
+
+def _card_key(
+    c: Card,
+    fa_ref: dict[Any, int],
+    cl_ref: dict[Any, int],
+    by_id: dict[Any, Card],
+    tally: dict[Any, list[tuple[str, int]]],
+    ratings: dict[Any, tuple[int, int, int]],
+) -> tuple[Any, ...]:
+    into = by_id.get(c.merged_into_id)
+    return (
+        _card_content(c, fa_ref),
+        cl_ref.get(c.cluster_id, 0),
+        _card_content(into, fa_ref) if into is not None else (),
+        sorted(tally.get(c.id, [])),
+        ratings.get(c.id, (0, 0, 0)),
+    )
 
 
 def _pick(model: type[M], row: Any, **given: Any) -> M:

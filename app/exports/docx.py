@@ -21,6 +21,7 @@ from docx.shared import Cm, Pt, RGBColor
 from docx.text.paragraph import Paragraph
 
 from app.exports.outcome import CardItem, KindGroup, Outcome, Table
+from app.exports.stamps import restamp
 
 MUTED = RGBColor(0x52, 0x60, 0x6D)
 
@@ -201,7 +202,7 @@ def render_docx(o: Outcome) -> bytes:
     w.finish()
     buf = io.BytesIO()
     doc.save(buf)
-    return buf.getvalue()
+    return restamp(buf.getvalue(), o.day)  # python-docx dates each member with the clock
 
 
 def _setup(doc: DocumentObject, o: Outcome) -> None:

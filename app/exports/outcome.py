@@ -11,6 +11,7 @@ control characters, which no document format can carry.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import dataclass
 from datetime import date
@@ -222,7 +223,11 @@ def build_outcome(session: Session, workshop_id: int) -> Outcome:
         raise LookupError(f"workshop {workshop_id} not found")
     sections: list[FocusAreaSection] = []
     for number, fa in enumerate(workshop_results(session, workshop_id).focus_areas, start=1):
-        results = sorted([c for cl in fa.clusters for c in cl.cards] + fa.unclustered, key=_kind_id)
+        # Card numbers follow content (kind, then text), never ids: numbers in
+        # writing order would tell whoever saw who wrote first which card is whose.
+        results = sorted(
+            [c for cl in fa.clusters for c in cl.cards] + fa.unclustered, key=_content_key
+        )
         by_id = {c.id: _card(c, f"{number}.{i}", fa.title) for i, c in enumerate(results, 1)}
         clusters = [_cluster(cl, by_id) for cl in fa.clusters]
         for cl in clusters:
@@ -233,7 +238,7 @@ def build_outcome(session: Session, workshop_id: int) -> Outcome:
             for c in clusters
             if c.impact is not None and c.feasibility is not None
         ]
-        unclustered = group_by_kind([by_id[c.id] for c in fa.unclustered])
+        unclustered = group_by_kind(_ranked([by_id[c.id] for c in fa.unclustered]))
         turnout = fa.turnout
         sections.append(
             FocusAreaSection(
@@ -301,8 +306,31 @@ def group_by_kind(cards: list[CardItem]) -> list[KindGroup]:
     return [KindGroup(k, KIND_LABELS.get(k, (k, k))[1], groups[k]) for k in order if groups[k]]
 
 
-def _kind_id(c: CardResult) -> tuple[int, int]:
-    return (CARD_KINDS.index(c.kind) if c.kind in CARD_KINDS else len(CARD_KINDS), c.id)
+def _text_key(text: str) -> tuple[str, str]:
+    return (text.casefold(), text)
+
+
+def _content_key(c: CardResult) -> tuple[Any, ...]:
+    """A card's place in Annex A: kind, then its text and facets, then its
+    totals; nothing that follows when it was written."""
+    return (
+        CARD_KINDS.index(c.kind) if c.kind in CARD_KINDS else len(CARD_KINDS),
+        c.kind,
+        _text_key(c.title),
+        _text_key(c.body),
+        json.dumps(c.context, sort_keys=True, ensure_ascii=False, default=str),
+        sorted(_text_key(m.title) + _text_key(m.body) for m in c.merged_from),
+        -(c.dots or 0),
+        -(c.voters or 0),
+        c.impact or 0.0,
+        c.feasibility or 0.0,
+    )
+
+
+def _ranked(cards: list[CardItem]) -> list[CardItem]:
+    """Cards by dots, then voters, then their Annex A number (content order):
+    ties never fall back to ids, whatever order the results came in."""
+    return sorted(cards, key=lambda c: (-c.dots, -c.voters, int(c.ref.split(".")[1])))
 
 
 LIST_FACETS = ("dimensions", "partners", "crime_areas")
@@ -339,7 +367,10 @@ def _card(card: CardResult, ref: str, focus_area: str) -> CardItem:
         facets=[(label, values[key]) for key, label in FACETS if values[key]],
         context=values,
         tags=tags,
-        merged_from=[(clean(m.title), clean(m.body)) for m in card.merged_from],
+        merged_from=sorted(
+            ((clean(m.title), clean(m.body)) for m in card.merged_from),
+            key=lambda tb: _text_key(tb[0]) + _text_key(tb[1]),
+        ),
         focus_area=clean(focus_area),
         dots=card.dots or 0,
         voters=card.voters or 0,
@@ -349,7 +380,7 @@ def _card(card: CardResult, ref: str, focus_area: str) -> CardItem:
 
 
 def _cluster(cl: ClusterResult, by_id: dict[int, CardItem]) -> ClusterItem:
-    cards = [by_id[c.id] for c in cl.cards]
+    cards = _ranked([by_id[c.id] for c in cl.cards])
     return ClusterItem(
         id=cl.id,
         rank=cl.rank,
@@ -364,5 +395,5 @@ def _cluster(cl: ClusterResult, by_id: dict[int, CardItem]) -> ClusterItem:
         is_recommendation=cl.is_recommendation,
         kinds=group_by_kind(cards),
         cards=cards,
-        merged_from=[clean(t) for t in cl.merged_from],
+        merged_from=sorted((clean(t) for t in cl.merged_from), key=_text_key),
     )

@@ -3,12 +3,16 @@ Cards, Clusters and Summary, header row frozen, autofilter on, column widths
 set). Both are formula-safe: any text cell that starts with ``=``, ``+``,
 ``-``, ``@``, a tab or a carriage return gets a leading apostrophe, so a
 spreadsheet shows it as text instead of running it (OWASP, CSV injection).
+So does one that starts with their fullwidth or small forms (``＝ ＋ － ＠``,
+which some locales also take for formulas), or with any of them after
+leading blanks and invisible characters, which some apps trim first.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import unicodedata
 from datetime import datetime, time
 from typing import Any
 from zipfile import ZIP_DEFLATED, ZipFile
@@ -20,6 +24,7 @@ from openpyxl.worksheet.worksheet import Worksheet
 from openpyxl.writer.excel import ExcelWriter
 
 from app.exports.outcome import FACETS, ClusterItem, Outcome
+from app.exports.stamps import restamp
 
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
@@ -59,9 +64,23 @@ CLUSTER_COLUMNS: list[tuple[str, int]] = [
 
 
 def safe(value: Any) -> Any:
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
+    if isinstance(value, str) and _starts_formula(value):
         return "'" + value
     return value
+
+
+def _starts_formula(text: str) -> bool:
+    if text.startswith(_FORMULA_START):
+        return True
+    # Skip what an app may trim (blanks, control and format characters such
+    # as a zero-width space or a byte-order mark), then compare the first
+    # character in its compatibility form: NFKC folds the fullwidth
+    # "＝＋－＠" and the small "﹦﹢﹣﹫" onto "=+-@".
+    for ch in text:
+        if ch.isspace() or unicodedata.category(ch) in ("Cc", "Cf"):
+            continue
+        return unicodedata.normalize("NFKC", ch).startswith(_FORMULA_START)
+    return False
 
 
 def card_rows(o: Outcome) -> list[list[Any]]:
@@ -150,7 +169,7 @@ def render_xlsx(o: Outcome) -> bytes:
     # ExcelWriter directly: openpyxl's save_workbook stamps "modified" with now.
     with ZipFile(buf, "w", ZIP_DEFLATED) as archive:
         ExcelWriter(wb, archive).save()
-    return buf.getvalue()
+    return restamp(buf.getvalue(), o.day)  # and it dates each zip member with the clock
 
 
 def _sheet(

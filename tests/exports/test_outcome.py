@@ -72,8 +72,8 @@ def test_outcome_recommendations_and_cross_view(session: Session, sample: Worksh
     recs = [(r.rank, r.source, r.title) for r in o.recommendations[0][1]]
     assert recs[0] == (1, "Finding 3", '=HYPERLINK("http://x","y")')
     recs = [(source, title) for _rank, source, title in recs]
-    assert ("Card", "1.11 Unclustered idea") in recs
-    assert ("Card", "1.10 Use mentoring") in recs
+    assert ("Card", "1.10 Unclustered idea") in recs
+    assert ("Card", "1.11 Use mentoring") in recs
     unclustered = next(r for r in o.recommendations[0][1] if r.title.endswith("Unclustered idea"))
     assert ("Partners", "INTERPOL") in unclustered.facets
     assert o.dimensions.rows[0][1:] == ["1", "1", "2", "8"]
@@ -87,11 +87,11 @@ def test_outcome_provenance_names_cards_merges_and_moves(
     assert sample.id is not None
     prov = {p.heading: p for p in build_outcome(session, sample.id).provenance}
     training = prov["1.2 Training of prosecutors"]
-    assert training.sources == "Cards: 1.3, 1.10"
+    assert training.sources == "Cards: 1.7, 1.11"
     assert "Finding 'Old duplicate cluster' was merged into this one." in training.notes
-    assert "1.3 absorbs the merged card 'Curriculum duplicate'." in training.notes
+    assert "1.7 absorbs the merged card 'Curriculum duplicate'." in training.notes
     assert (
-        "1.3 moved from 'Joint investigation teams' to 'Training of prosecutors'." in training.notes
+        "1.7 moved from 'Joint investigation teams' to 'Training of prosecutors'." in training.notes
     )
 
 
