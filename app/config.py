@@ -43,6 +43,7 @@ class Settings(BaseSettings):
     ws_send_timeout: float = 5.0
     ws_ping_interval: float = 20.0
     ws_max_per_participant: int = 5
+    ws_max_projectors: int = 10
     ws_max_frame_bytes: int = 4096
     rate_cards_per_minute: int = 30
     rate_votes_per_minute: int = 240
@@ -52,6 +53,12 @@ class Settings(BaseSettings):
     rate_failed_joins_per_minute: int = 600
     rate_failed_keys_per_code_per_minute: int = 20
     rate_logins_per_minute: int = 10
+    rate_failed_logins_per_minute: int = 300
+    rate_similar_per_minute: int = 120
+    rate_similar_per_workshop_per_minute: int = 600
+    rate_suggestions_per_minute: int = 12
+    rate_suggestions_per_workshop_per_minute: int = 30
+    rate_renders_per_minute: int = 6
     retention_days: int = 0
     facilitator_sees_private: bool = True
     log_level: str = "info"

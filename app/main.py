@@ -27,7 +27,7 @@ from app.domain.errors import DomainError, RateLimited
 from app.exports.prepared import PreparedExports
 from app.realtime.service import Realtime
 from app.render import render
-from app.web import api, console, organizer, pages, reports, suggestions, ws
+from app.web import api, console, docs, organizer, pages, reports, suggestions, ws
 from app.web.common import links
 from app.web.ratelimit import RateLimiter
 from app.web.security import BodyLimit, SecurityHeaders, csrf_protect
@@ -63,6 +63,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         version="1.0",
         lifespan=lifespan,
         dependencies=[Depends(csrf_protect)],
+        # FastAPI's pages load Swagger UI and ReDoc from a CDN with an inline
+        # script, which our CSP blocks: app/web/docs.py serves /docs instead.
+        docs_url=None,
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.engine = engine
@@ -77,7 +81,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
-    for module in (pages, organizer, console, reports, suggestions, api, ws):
+    for module in (pages, organizer, console, reports, suggestions, api, ws, docs):
         app.include_router(module.router)
     _install_error_handlers(app)
     return app
@@ -138,7 +142,14 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
-        return _validation(request, exc.errors())
+        # Locations start with where the value was ("body", "query"...); a JSON
+        # body's fields are named without it. Only that first step goes: a
+        # card's own field ``body`` must keep its name.
+        errors = [
+            {**e, "loc": tuple(e["loc"][1:])} if tuple(e.get("loc", ()))[:1] == ("body",) else e
+            for e in exc.errors()
+        ]
+        return _validation(request, errors)
 
     @app.exception_handler(ValidationError)
     async def pydantic_error(request: Request, exc: ValidationError) -> Response:
@@ -190,7 +201,7 @@ def _validation(request: Request, errors: Any) -> Response:
 
     clean = [
         {
-            "field": ".".join(str(x) for x in e.get("loc", ()) if x != "body"),
+            "field": ".".join(str(x) for x in e.get("loc", ())),
             "message": _field_message(e),
         }
         for e in errors

@@ -13,9 +13,13 @@ from datetime import date as Date
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import BeforeValidator, field_validator
-from sqlalchemy import JSON, Column, ForeignKey, Integer, UniqueConstraint
+from pydantic import BeforeValidator, ConfigDict, field_validator, model_validator
+from sqlalchemy import JSON, Column, ForeignKey, Integer, UniqueConstraint, event, inspect
+from sqlalchemy.orm import Session as OrmSession
+from sqlalchemy.orm import UOWTransaction
 from sqlmodel import Field, SQLModel
+
+from app.domain.errors import Invalid
 
 TITLE_MAX = 140
 BODY_MAX = 4000
@@ -27,6 +31,92 @@ NONBLANK = r"\S"
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+# --- what every input obeys -------------------------------------------------
+
+NUL_MESSAGE = "cannot contain a NUL character"
+# The JSON Schema's word for the same rule (ECMA-262 and Python read \u0000 alike).
+NUL_FREE = r"^[^\u0000]*$"
+NONBLANK_NUL_FREE = r"^[^\u0000]*[^\s\u0000][^\u0000]*$"
+
+
+def nul_free(value: Any) -> bool:
+    """True unless ``value`` (text, or text inside lists and dicts) holds
+    U+0000. PostgreSQL refuses it in text columns, SQLite stores it: we
+    refuse it everywhere (JSON columns too), so both databases hold and
+    answer the same."""
+    if isinstance(value, str):
+        return "\x00" not in value
+    if isinstance(value, list | tuple):
+        return all(nul_free(v) for v in value)
+    if isinstance(value, dict):
+        return all(nul_free(k) and nul_free(v) for k, v in value.items())
+    return True
+
+
+def _document_input(schema: dict[str, Any], cls: type) -> None:
+    """Say in the JSON Schema what ``Input`` enforces: optional fields take
+    null, and no text holds a NUL character."""
+    required = set(schema.get("required", ()))
+    for name, prop in schema.get("properties", {}).items():
+        _nul_free_strings(prop)
+        if name not in required and not _nullable(prop):
+            outer = ("title", "description", "default")
+            nested = {k: prop.pop(k) for k in list(prop) if k not in outer}
+            prop["anyOf"] = [nested, {"type": "null"}]
+
+
+def _nullable(prop: dict[str, Any]) -> bool:
+    return prop.get("type") == "null" or any(_nullable(p) for p in prop.get("anyOf", ()))
+
+
+def _nul_free_strings(prop: dict[str, Any]) -> None:
+    if prop.get("type") == "string" and "enum" not in prop and "format" not in prop:
+        prop["pattern"] = NONBLANK_NUL_FREE if prop.get("pattern") == NONBLANK else NUL_FREE
+    for sub in (*prop.get("anyOf", ()), *([prop["items"]] if "items" in prop else [])):
+        _nul_free_strings(sub)
+
+
+class Input(SQLModel):
+    """The base of every model that takes input, from JSON or from a form.
+    Its two rules hold for every field, including ones added later:
+
+    - JSON ``null`` for a field that has a default means "not given": the
+      field takes its default and stays unset, so an update applied with
+      ``model_dump(exclude_unset=True)`` leaves it as it is (null never
+      erases). A required field keeps null as its own value where it takes
+      one (``ClusterTarget.cluster_id``: out of any cluster) or refuses it.
+    - No text holds U+0000 (see ``nul_free``); the answer is a 422 naming the
+      field, on either database. ``_refuse_nul_on_flush`` below is the net
+      under it, for text that reaches a row without one of these models.
+
+    The JSON Schema says both (``_document_input``), so API clients and the
+    schema tests see the same rules the server applies.
+    """
+
+    # SQLModel types its config as its own TypedDict (ConfigDict plus table
+    # options); pydantic merges this into it, from_attributes and all.
+    model_config = ConfigDict(json_schema_extra=_document_input)  # type: ignore[assignment]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _null_is_not_given(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        fields = cls.model_fields
+        return {
+            k: v
+            for k, v in data.items()
+            if v is not None or k not in fields or fields[k].is_required()
+        }
+
+    @field_validator("*")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        if not nul_free(value):
+            raise ValueError(NUL_MESSAGE)
+        return value
 
 
 class Phase(StrEnum):
@@ -115,7 +205,7 @@ def _json_integer(v: Any) -> Any:
 JsonInt = Annotated[int, BeforeValidator(_json_integer)]
 
 
-class WorkshopSettings(SQLModel):
+class WorkshopSettings(Input):
     private_writing: bool = Field(default=False, schema_extra=STRICT)
     vote_budget: JsonInt = Field(default=5, ge=1, le=50)
     vote_cap: JsonInt = Field(default=3, ge=1, le=50)
@@ -143,6 +233,9 @@ class Workshop(WorkshopSettings, table=True):
     affiliations: list[str] = _json(list)
     template: str = Field(default="", max_length=80)
     last_seq: int = 0
+    # What closing changed, so reopening can put it back: each focus area's
+    # phase and the join lock before the close. None while open.
+    reopen_state: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
     created_at: datetime = Field(default_factory=utcnow)
 
 
@@ -169,6 +262,10 @@ class Participant(SQLModel, table=True):
     affiliation: str = Field(default="", max_length=200)
     role: str = Field(default=Role.participant.value, max_length=16)
     token_hash: str = Field(max_length=64, unique=True, index=True)
+    # A random key that this person's votes carry, so results count people
+    # (not vote rows) after anonymize-on-close erases ``Vote.participant_id``;
+    # erased from here on close, so it no longer leads back to the person.
+    voter_key: str | None = Field(default=None, max_length=32)
     joined_at: datetime = Field(default_factory=utcnow)
 
 
@@ -178,7 +275,7 @@ class Participant(SQLModel, table=True):
 Dimension = Literal["politico-military", "economic-environmental", "human"]
 
 
-class CardContext(SQLModel):
+class CardContext(Input):
     """Optional facets that make a finding reusable across field operations."""
 
     dimensions: list[Dimension] = Field(default=[], max_length=3)
@@ -220,7 +317,7 @@ CRIME_AREAS = [
 ]
 
 
-class CardBase(SQLModel):
+class CardBase(Input):
     kind: CardKind
     title: str = Field(min_length=1, max_length=TITLE_MAX, schema_extra={"pattern": NONBLANK})
     body: str = Field(default="", max_length=BODY_MAX)
@@ -261,7 +358,7 @@ class CardCreate(CardBase):
     client_id: str | None = Field(default=None, max_length=64)
 
 
-class CardUpdate(SQLModel):
+class CardUpdate(Input):
     kind: CardKind | None = None
     title: str | None = Field(
         default=None, min_length=1, max_length=TITLE_MAX, schema_extra={"pattern": NONBLANK}
@@ -320,6 +417,7 @@ class Vote(SQLModel, table=True):
     card_id: int = _fk("card.id")
     focus_area_id: int = _fk("focus_area.id")
     affiliation: str = Field(default="", max_length=200)
+    voter_key: str | None = Field(default=None, max_length=32, index=True)
     dots: int = 0
 
 
@@ -351,7 +449,7 @@ class Event(SQLModel, table=True):
 # --- API families -----------------------------------------------------------
 
 
-class FocusAreaIn(SQLModel):
+class FocusAreaIn(Input):
     title: str = Field(min_length=1, max_length=200, schema_extra={"pattern": NONBLANK})
     prompt: str = Field(default="", max_length=2000)
     kinds: list[CardKind] | None = None
@@ -375,7 +473,7 @@ def _template_names(schema: dict[str, Any]) -> None:
     schema["enum"] = [*all_templates(), None]
 
 
-class WorkshopCreate(SQLModel):
+class WorkshopCreate(Input):
     title: str = Field(min_length=1, max_length=200, schema_extra={"pattern": NONBLANK})
     template: str | None = Field(
         default=None, max_length=80, schema_extra={"json_schema_extra": _template_names}
@@ -414,7 +512,7 @@ class WorkshopPublic(SQLModel):
     focus_areas: list[FocusAreaPublic]
 
 
-class ParticipantCreate(SQLModel):
+class ParticipantCreate(Input):
     display_name: str = Field(min_length=1, max_length=NAME_MAX, schema_extra={"pattern": NONBLANK})
     affiliation: str = Field(default="", max_length=200)
     facilitator_key: str | None = Field(default=None, max_length=200)
@@ -426,3 +524,26 @@ class ParticipantCreate(SQLModel):
         if not v:
             raise ValueError("please give a display name")
         return v
+
+
+# --- the net under the input models -----------------------------------------
+
+
+@event.listens_for(OrmSession, "before_flush")
+def _refuse_nul_on_flush(session: OrmSession, context: UOWTransaction, instances: Any) -> None:
+    """Refuse a NUL character in any text a flush would write, whichever way
+    it came (a form into a domain function, an archive import, the command
+    line): without this, SQLite stores it and PostgreSQL answers a database
+    error, so the same request would do two different things. Only values
+    this flush writes are looked at, so an old row is never blocked."""
+    rows = [(obj, True) for obj in session.new] + [(obj, False) for obj in session.dirty]
+    for obj, new in rows:
+        state = inspect(obj)
+        for attr in state.mapper.column_attrs:
+            if new:
+                written = [state.dict.get(attr.key)]
+            else:
+                written = list(state.attrs[attr.key].history.added)
+            if not nul_free(written):
+                label = attr.key.replace("_", " ").capitalize()
+                raise Invalid(f"{label}: {NUL_MESSAGE}.", field=attr.key)

@@ -18,7 +18,8 @@ from sqlmodel import Session
 from app.domain import cards as cards_domain
 from app.domain import clusters as clusters_domain
 from app.domain import phases, votes, workshops
-from app.domain.cards import Viewer
+from app.domain.actors import ActorRole
+from app.domain.cards import CardView, Viewer
 from app.models import (
     CRIME_AREAS,
     DIMENSIONS,
@@ -86,7 +87,7 @@ def render(template: str, /, **ctx: Any) -> str:
 @dataclass
 class ClusterView:
     cluster: Cluster
-    cards: list[Card]
+    cards: list[CardView]
     dots: int = 0
     voters: int = 0
 
@@ -98,7 +99,7 @@ class AreaView:
     text_hidden: bool
     totals_visible: bool
     clusters: list[ClusterView] = field(default_factory=list)
-    loose: list[Card] = field(default_factory=list)
+    loose: list[CardView] = field(default_factory=list)
     totals: dict[int, tuple[int, int]] = field(default_factory=dict)
     merged_from: dict[int, list[Card]] = field(default_factory=dict)
     turnout: tuple[int, int] = (0, 0)
@@ -135,7 +136,7 @@ def area_view(
         view.merged_from = clusters_domain.merged_from(
             session, card_ids=[c.id for c in visible if c.id is not None]
         )
-        by_cluster: dict[int | None, list[Card]] = {}
+        by_cluster: dict[int | None, list[CardView]] = {}
         for c in visible:
             by_cluster.setdefault(c.cluster_id, []).append(c)
         for cl in clusters_domain.clusters_of(session, focus_area_id=fa.id):
@@ -198,11 +199,11 @@ def board_context(
     return ctx
 
 
-BOARD_VIEWER = Viewer(role="participant")
+BOARD_VIEWER = Viewer(ActorRole.participant)
 
 
 def staff_viewer(facilitator_sees_private: bool) -> Viewer:
-    return Viewer(role="facilitator", sees_private=facilitator_sees_private)
+    return Viewer(ActorRole.facilitator, sees_private=facilitator_sees_private)
 
 
 def spotlight_id(workshop: Workshop, areas: list[FocusArea]) -> int | None:

@@ -7,13 +7,14 @@ they can moderate). The author is never part of what leaves this module."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, col, func, select
 
 from app.domain import events
+from app.domain.actors import PROJECTOR, Actor
 from app.domain.errors import Conflict, Invalid, NotAllowed, NotFound, PhaseClosed
 from app.models import (
     Card,
@@ -25,36 +26,39 @@ from app.models import (
     FocusArea,
     Participant,
     Phase,
-    Role,
     Workshop,
     utcnow,
 )
 
+# One typed actor for every card operation and view (see app/domain/actors.py).
+Viewer = Actor
+__all__ = ["PROJECTOR", "Actor", "CardView", "Viewer", "gate", "to_public"]
+
+
+def viewer_for(participant: Participant, *, facilitator_sees_private: bool) -> Actor:
+    return Actor.of(participant, facilitator_sees_private=facilitator_sees_private)
+
 
 @dataclass(frozen=True)
-class Viewer:
-    """Who is looking: ``role`` is participant, facilitator, projector or
-    organizer; ``participant_id`` is set for participants and facilitators."""
+class CardView:
+    """What of a card one viewer may receive, and nothing else: no author,
+    no timestamps, no client id. Built only by ``gate``; every API model,
+    fragment, push and export that shows a card is built from one."""
 
-    role: str
-    participant_id: int | None = None
-    sees_private: bool = False
+    id: int
+    focus_area_id: int
+    kind: str
+    title: str
+    body: str
+    context: dict[str, Any]
+    status: str
+    cluster_id: int | None
+    merged_into_id: int | None
+    version: int
+    mine: bool
 
-    @property
-    def is_staff(self) -> bool:
-        return self.role in ("facilitator", "organizer")
 
-
-PROJECTOR = Viewer(role="projector")
-
-
-def viewer_for(participant: Participant, *, facilitator_sees_private: bool) -> Viewer:
-    staff = participant.role == Role.facilitator
-    return Viewer(
-        role=participant.role,
-        participant_id=participant.id,
-        sees_private=staff and facilitator_sees_private,
-    )
+CARD_NOT_FOUND = "This card does not exist (any more)."
 
 
 def text_hidden(workshop: Workshop, fa: FocusArea) -> bool:
@@ -83,20 +87,59 @@ def _check_kind(fa: FocusArea, kind: str) -> None:
         raise Invalid(f"“{fa.title}” takes these kinds of card: {allowed}.", field="kind")
 
 
-def to_public(card: Card, viewer: Viewer) -> CardPublic:
-    return CardPublic(
+def gate(card: Card, fa: FocusArea, workshop: Workshop, viewer: Actor) -> CardView | None:
+    """The one gate for card content: what of ``card`` ``viewer`` may
+    receive, or None when they may not see it at all."""
+    if not may_see(card, fa, workshop, viewer):
+        return None
+    return CardView(
         id=card.id or 0,
         focus_area_id=card.focus_area_id,
         kind=card.kind,
         title=card.title,
         body=card.body,
-        context=card.context,
+        context=dict(card.context or {}),
         status=card.status,
         cluster_id=card.cluster_id,
         merged_into_id=card.merged_into_id,
         version=card.version,
-        mine=viewer.participant_id is not None and card.author_id == viewer.participant_id,
+        mine=_is_mine(card, viewer),
     )
+
+
+def to_public(view: CardView) -> CardPublic:
+    return CardPublic(**asdict(view))
+
+
+def _is_mine(card: Card, viewer: Actor) -> bool:
+    return viewer.participant_id is not None and card.author_id == viewer.participant_id
+
+
+def seen_card(
+    session: Session, *, workshop: Workshop, viewer: Actor, card_id: int
+) -> tuple[Card, FocusArea]:
+    """The card and its focus area, if ``viewer`` may see it. A card they
+    may not see answers exactly like one that does not exist, so no
+    operation tells an unrevealed, hidden or withdrawn card from a gap."""
+    card = session.get(Card, card_id)
+    fa = session.get(FocusArea, card.focus_area_id) if card is not None else None
+    if (
+        card is None
+        or fa is None
+        or card.workshop_id != workshop.id
+        or not may_see(card, fa, workshop, viewer)
+    ):
+        raise NotFound(CARD_NOT_FOUND, field="card_id")
+    return card, fa
+
+
+def view_of(session: Session, *, workshop: Workshop, viewer: Actor, card: Card) -> CardView:
+    """The gated view of a card the caller just acted on."""
+    fa = session.get(FocusArea, card.focus_area_id)
+    view = gate(card, fa, workshop, viewer) if fa is not None else None
+    if view is None:
+        raise NotFound(CARD_NOT_FOUND, field="card_id")
+    return view
 
 
 def create_card(
@@ -152,9 +195,11 @@ def _clean_context(ctx: CardContext) -> dict[str, Any]:
 
 
 def get_card(session: Session, *, workshop: Workshop, card_id: int) -> Card:
+    """A card of the workshop, ungated: for staff operations that check the
+    viewer themselves. Anything shown to a caller goes through ``gate``."""
     card = session.get(Card, card_id)
     if card is None or card.workshop_id != workshop.id:
-        raise NotFound("This card does not exist (any more).")
+        raise NotFound(CARD_NOT_FOUND, field="card_id")
     return card
 
 
@@ -162,43 +207,49 @@ def update_card(
     session: Session,
     *,
     workshop: Workshop,
-    participant: Participant,
+    actor: Actor,
     card_id: int,
     data: CardUpdate,
 ) -> Card:
-    card = get_card(session, workshop=workshop, card_id=card_id)
-    changes = data.model_dump(exclude_unset=True)
+    """Authorise first, whatever the change: a card the actor may not see is
+    not found; one they may see but neither wrote nor moderate is refused,
+    even when the change is empty. An unchanged card keeps its version."""
+    card, fa = seen_card(session, workshop=workshop, viewer=actor, card_id=card_id)
+    assert workshop.id is not None
+    # JSON null means "not given": nothing is erased by it.
+    changes = {k: v for k, v in data.model_dump(exclude_unset=True).items() if v is not None}
     status = changes.pop("status", None)
-    is_author = card.author_id is not None and card.author_id == participant.id
-    is_staff = participant.role == Role.facilitator
-    fa = session.get(FocusArea, card.focus_area_id)
-    assert fa is not None and workshop.id is not None
+    is_author = _is_mine(card, actor)
+    if not (is_author or actor.is_staff):
+        raise NotAllowed("You can only edit your own cards.")
+    if status is not None and not actor.is_staff:
+        raise NotAllowed("Only the facilitator can hide or restore cards.")
+    if changes and not is_author:
+        raise NotAllowed("You can only edit your own cards.")
+    changed = False
     if status is not None:
-        if not is_staff:
-            raise NotAllowed("Only the facilitator can hide or restore cards.")
         if status not in (CardStatus.hidden, CardStatus.visible):
             raise Invalid("A card's status can be set to hidden or visible.", field="status")
         if card.status not in (CardStatus.hidden, CardStatus.visible):
             raise Conflict(f"This card is {card.status}; it cannot be moderated.")
         if card.status != status:
             card.status = status
+            changed = True
             events.record(
                 session,
                 workshop_id=workshop.id,
                 kind="card.hidden" if status == CardStatus.hidden else "card.restored",
-                actor="facilitator",
+                actor=actor.role,
                 card_id=card.id,
                 focus_area_id=fa.id,
             )
     if changes:
-        if not is_author:
-            raise NotAllowed("You can only edit your own cards.")
         if card.status == CardStatus.withdrawn:
             raise Conflict("This card was withdrawn.")
         _check_writable(workshop, fa)
-        if "kind" in changes and changes["kind"] is not None:
-            _check_kind(fa, data.kind.value if data.kind else "")
-            card.kind = data.kind.value if data.kind else card.kind
+        if data.kind is not None:
+            _check_kind(fa, data.kind.value)
+            card.kind = data.kind.value
         if data.title is not None:
             title = data.title.strip()
             if not title:
@@ -208,28 +259,27 @@ def update_card(
             card.body = data.body.strip()
         if data.context is not None:
             card.context = _clean_context(data.context)
+        changed = True
         events.record(
             session,
             workshop_id=workshop.id,
             kind="card.updated",
-            actor="participant",
+            actor=actor.role,
             card_id=card.id,
             focus_area_id=fa.id,
         )
-    card.version += 1
-    card.updated_at = utcnow()
-    session.add(card)
+    if changed:
+        card.version += 1
+        card.updated_at = utcnow()
+        session.add(card)
     return card
 
 
-def withdraw_card(
-    session: Session, *, workshop: Workshop, participant: Participant, card_id: int
-) -> Card:
-    card = get_card(session, workshop=workshop, card_id=card_id)
-    if card.author_id is None or card.author_id != participant.id:
+def withdraw_card(session: Session, *, workshop: Workshop, actor: Actor, card_id: int) -> Card:
+    card, fa = seen_card(session, workshop=workshop, viewer=actor, card_id=card_id)
+    if not _is_mine(card, actor):
         raise NotAllowed("You can only withdraw your own cards.")
-    fa = session.get(FocusArea, card.focus_area_id)
-    assert fa is not None and workshop.id is not None
+    assert workshop.id is not None
     _check_writable(workshop, fa)
     if card.status == CardStatus.withdrawn:
         return card
@@ -241,7 +291,7 @@ def withdraw_card(
         session,
         workshop_id=workshop.id,
         kind="card.withdrawn",
-        actor="participant",
+        actor=actor.role,
         card_id=card.id,
         focus_area_id=fa.id,
     )
@@ -249,9 +299,11 @@ def withdraw_card(
 
 
 def visible_cards(
-    session: Session, *, workshop: Workshop, viewer: Viewer, focus_area_id: int | None = None
-) -> list[Card]:
-    """The cards ``viewer`` may read, in writing order."""
+    session: Session, *, workshop: Workshop, viewer: Actor, focus_area_id: int | None = None
+) -> list[CardView]:
+    """The gated views of the cards ``viewer`` may read, in content order
+    (kind, title, body), never in writing order: the order on a board must not
+    tell who wrote first."""
     assert workshop.id is not None
     areas = {
         fa.id: fa
@@ -262,14 +314,20 @@ def visible_cards(
         q = q.where(Card.focus_area_id == focus_area_id)
     out = []
     for card in session.exec(q):
-        fa = areas[card.focus_area_id]
-        if may_see(card, fa, workshop, viewer):
-            out.append(card)
+        view = gate(card, areas[card.focus_area_id], workshop, viewer)
+        if view is not None:
+            out.append(view)
+    out.sort(key=content_key)
     return out
 
 
-def may_see(card: Card, fa: FocusArea, workshop: Workshop, viewer: Viewer) -> bool:
-    mine = viewer.participant_id is not None and card.author_id == viewer.participant_id
+def content_key(card: CardView | Card) -> tuple[str, str, str, int]:
+    """Order by what a card says; the id only breaks exact duplicates."""
+    return (card.title.casefold(), card.body.casefold(), card.kind, card.id or 0)
+
+
+def may_see(card: Card, fa: FocusArea, workshop: Workshop, viewer: Actor) -> bool:
+    mine = _is_mine(card, viewer)
     if card.status == CardStatus.withdrawn:
         return False
     if mine:
@@ -283,7 +341,7 @@ def may_see(card: Card, fa: FocusArea, workshop: Workshop, viewer: Viewer) -> bo
     return True
 
 
-def results_visible(workshop: Workshop, fa: FocusArea, viewer: Viewer) -> bool:
+def results_visible(workshop: Workshop, fa: FocusArea, viewer: Actor) -> bool:
     """Whether ``viewer`` may read a focus area's results (they carry card
     text): never while its text is private, unless staff allowed to see it."""
     if text_hidden(workshop, fa):
@@ -311,11 +369,16 @@ def writers_per_area(session: Session, *, workshop_id: int) -> dict[int, int]:
     return {fa_id: n for fa_id, n in rows}
 
 
-def my_cards(session: Session, *, participant: Participant) -> list[Card]:
-    return list(
-        session.exec(
-            select(Card)
-            .where(Card.author_id == participant.id, Card.status != CardStatus.withdrawn)
-            .order_by(col(Card.id).desc())
-        )
-    )
+def my_cards(session: Session, *, participant: Participant) -> list[CardView]:
+    """The participant's own cards (newest first), through the same gate."""
+    rows = session.exec(
+        select(Card, FocusArea)
+        .join(FocusArea, col(FocusArea.id) == Card.focus_area_id)
+        .where(Card.author_id == participant.id, Card.status != CardStatus.withdrawn)
+        .order_by(col(Card.id).desc())
+    ).all()
+    workshop = session.get(Workshop, participant.workshop_id)
+    if workshop is None:
+        return []
+    me = Actor.participant(participant_id=participant.id)
+    return [v for card, fa in rows if (v := gate(card, fa, workshop, me)) is not None]

@@ -13,7 +13,7 @@ from sqlmodel import Session, col, select
 
 from app.domain import access
 from app.domain.errors import Conflict, Invalid, NotAuthenticated
-from app.models import AuthSession, Organizer, utcnow
+from app.models import AuthSession, Organizer, nul_free, utcnow
 
 _hasher = PasswordHasher()
 # Verifying against a dummy hash when the name is unknown keeps the response
@@ -27,6 +27,10 @@ def any_organizer(session: Session) -> bool:
 
 
 def by_name(session: Session, name: str) -> Organizer | None:
+    if not nul_free(name):
+        # No stored name holds one (see models.nul_free), and PostgreSQL would
+        # refuse the query itself: a login answers as for any unknown name.
+        return None
     return session.exec(select(Organizer).where(Organizer.name == name.strip())).first()
 
 

@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import func
 from sqlmodel import Session, col, select
 
-from app.domain import affiliations
+from app.domain import affiliations, disclosure
 from app.models import Card, CardStatus, Cluster, FocusArea, Rating, Vote
 
 # A finding is "shared across structures" when at least this many affiliation
@@ -109,7 +109,7 @@ class WorkshopResults(Jsonable):
 
 @dataclass
 class Ballot:
-    participant_id: int | None
+    voter: str | None  # who, as a voter key: never a participant
     card_id: int
     group: str
     dots: int
@@ -138,23 +138,32 @@ def workshop_results(
     )
 
 
+def voter_of(v: Vote) -> str | None:
+    """A vote's voter: its voter key (kept through anonymize-on-close), or
+    for rows from before voter keys, its participant while still known."""
+    if v.voter_key:
+        return v.voter_key
+    return f"p{v.participant_id}" if v.participant_id is not None else None
+
+
 def distinct_voters(ballots: list[Ballot]) -> int:
-    """People behind these ballots. Anonymized rows (no participant) cannot be
-    told apart, so they count as the largest number of them on one card: a
-    person has at most one row per card, which makes this a lower bound and
-    keeps group-size checks on the safe side."""
-    named = {b.participant_id for b in ballots if b.participant_id is not None}
+    """People behind these ballots. Rows without a voter (anonymized before
+    voter keys existed) cannot be told apart, so they count as the largest
+    number of them on one card: a person has at most one row per card, which
+    makes this a lower bound and keeps group-size checks on the safe side."""
+    named = {b.voter for b in ballots if b.voter is not None}
     per_card: dict[int, int] = defaultdict(int)
     for b in ballots:
-        if b.participant_id is None:
+        if b.voter is None:
             per_card[b.card_id] += 1
     return len(named) + max(per_card.values(), default=0)
 
 
 def _cluster_voters(ballots: list[Ballot]) -> int:
-    # After anonymization a cluster's voters fall back to counting vote rows.
-    named = {b.participant_id for b in ballots if b.participant_id is not None}
-    return len(named) + sum(1 for b in ballots if b.participant_id is None)
+    # Rows with no voter key (anonymized before voters had keys) fall back
+    # to counting vote rows.
+    named = {b.voter for b in ballots if b.voter is not None}
+    return len(named) + sum(1 for b in ballots if b.voter is None)
 
 
 def _results(
@@ -194,7 +203,7 @@ def _results(
     for v in votes:
         if v.card_id in visible:
             group = affiliations.group_of(v.affiliation)
-            ballots[v.focus_area_id].append(Ballot(v.participant_id, v.card_id, group, v.dots))
+            ballots[v.focus_area_id].append(Ballot(voter_of(v), v.card_id, group, v.dots))
     ratings = {card_id: (int(n), int(si), int(sf)) for card_id, n, si, sf in rating_rows}
     by_fa_clusters: dict[int, list[Cluster]] = defaultdict(list)
     for cl in clusters:
@@ -248,7 +257,7 @@ def _area(
     card_ballots: dict[int, list[Ballot]] = defaultdict(list)
     for b in ballots:
         card_ballots[b.card_id].append(b)
-    shown = _groups_shown(ballots)
+    sizes = _group_sizes(ballots)
 
     def card_result(c: Card) -> CardResult:
         cid = c.id or 0
@@ -309,15 +318,15 @@ def _area(
             res.dots = sum(b.dots for b in own)
             res.voters = _cluster_voters(own)
             res.ratings, res.impact, res.feasibility = _means([ratings.get(i) for i in card_ids])
-            res.shares = _shares(own, shown, res.dots)
+            res.shares = _shares(own, sizes, res.dots)
             res.shared_across_structures = _is_shared(res.shares)
         results.append(res)
 
     if include_totals:
-        results.sort(key=lambda r: (-(r.dots or 0), -(r.voters or 0), r.position, r.id))
+        results.sort(key=lambda r: (-(r.dots or 0), -(r.voters or 0), r.position, _text(r)))
         unclustered.sort(key=_card_key)
     else:
-        results.sort(key=lambda r: (r.position, r.id))
+        results.sort(key=lambda r: (r.position, _text(r)))
     for i, r in enumerate(results, start=1):
         r.rank = i
     return FocusAreaResults(
@@ -330,13 +339,18 @@ def _area(
         clusters=results,
         unclustered=unclustered,
         turnout=Turnout(voters=distinct_voters(ballots), dots_spent=sum(b.dots for b in ballots)),
-        groups_shown=sorted(g for g, n in shown.items() if n >= affiliations.MIN_GROUP),
+        groups_shown=disclosure.published(sizes),
         totals_included=include_totals,
     )
 
 
-def _card_key(c: CardResult) -> tuple[int, int, int]:
-    return (-(c.dots or 0), -(c.voters or 0), c.id)
+def _card_key(c: CardResult) -> tuple[int, int, str, str, int]:
+    # Ties follow content, never ids: id order is writing order.
+    return (-(c.dots or 0), -(c.voters or 0), c.title.casefold(), c.body.casefold(), c.id)
+
+
+def _text(r: ClusterResult) -> tuple[str, str, int]:
+    return (r.title.casefold(), r.synthesis.casefold(), r.id)
 
 
 def _means(
@@ -352,32 +366,22 @@ def _means(
     return n, round(si / n, 2), round(sf / n, 2)
 
 
-def _groups_shown(ballots: list[Ballot]) -> dict[str, int]:
-    """Voter counts per display group in a focus area: groups under
-    MIN_GROUP voters are folded into "Other", which is itself shown only
-    when the fold reaches MIN_GROUP."""
+def _group_sizes(ballots: list[Ballot]) -> dict[str, int]:
+    """Distinct voters per affiliation group in a focus area: the sizes the
+    disclosure rule protects."""
     per_group: dict[str, list[Ballot]] = defaultdict(list)
     for b in ballots:
         per_group[b.group].append(b)
-    counts = {g: distinct_voters(bs) for g, bs in per_group.items()}
-    return affiliations.merge_small_groups(counts)
+    return {g: distinct_voters(bs) for g, bs in per_group.items()}
 
 
-def display_group(group: str, shown: dict[str, int]) -> str:
-    return group if shown.get(group, 0) >= affiliations.MIN_GROUP else affiliations.OTHER
-
-
-def _shares(own: list[Ballot], shown: dict[str, int], total: int) -> list[GroupShare]:
+def _shares(own: list[Ballot], sizes: dict[str, int], total: int) -> list[GroupShare]:
     if not total:
         return []
-    dots: dict[str, int] = defaultdict(int)
-    for b in own:
-        dots[display_group(b.group, shown)] += b.dots
-    visible = sorted(
-        (g for g, n in shown.items() if n >= affiliations.MIN_GROUP),
-        key=lambda g: (g == affiliations.OTHER, g),
-    )
-    return [GroupShare(g, dots.get(g, 0), round(dots.get(g, 0) / total, 3)) for g in visible]
+    return [
+        GroupShare(g, dots, round(dots / total, 3))
+        for g, dots in disclosure.breakdown(((b.group, b.dots) for b in own), sizes)
+    ]
 
 
 def _is_shared(shares: list[GroupShare]) -> bool:

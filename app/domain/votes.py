@@ -5,16 +5,18 @@ per-card cap are checked against the stored dots and the vote row updated."""
 
 from __future__ import annotations
 
+import secrets
 from dataclasses import dataclass
 
+from sqlalchemy import String, cast, update
 from sqlmodel import Session, col, func, select
 
-from app.domain import events
+from app.domain import cards, events
+from app.domain.actors import Actor
 from app.domain.errors import (
     Conflict,
     Invalid,
     NotAllowed,
-    NotFound,
     PhaseClosed,
     VoteBudgetExceeded,
 )
@@ -37,20 +39,33 @@ class MyDots:
     dots_left: int
 
 
-def _lock_participant(session: Session, participant: Participant) -> None:
-    session.exec(
-        select(Participant.id).where(Participant.id == participant.id).with_for_update()
+def _lock_participant(session: Session, participant: Participant) -> str:
+    """Lock the voter's row and return their voter key, drawn on first use
+    (read under the lock, so two first votes at once agree on one key)."""
+    key = session.exec(
+        select(Participant.voter_key).where(Participant.id == participant.id).with_for_update()
     ).one()
+    if key is None:
+        key = secrets.token_hex(16)
+        session.exec(  # type: ignore[call-overload]
+            update(Participant).where(col(Participant.id) == participant.id).values(voter_key=key)
+        )
+    participant.voter_key = key
+    return key
 
 
-def _votable_card(session: Session, workshop: Workshop, card_id: int) -> tuple[Card, FocusArea]:
-    card = session.get(Card, card_id)
-    if card is None or card.workshop_id != workshop.id:
-        raise NotFound("This card does not exist in this workshop.", field="card_id")
+def _votable_card(
+    session: Session, workshop: Workshop, participant: Participant, card_id: int
+) -> tuple[Card, FocusArea]:
+    # Through the gate first: a card the voter may not see is not found.
+    card, fa = cards.seen_card(
+        session,
+        workshop=workshop,
+        viewer=Actor.participant(participant_id=participant.id),
+        card_id=card_id,
+    )
     if card.status != CardStatus.visible:
         raise Conflict("This card was withdrawn or hidden; it cannot be voted on.", field="card_id")
-    fa = session.get(FocusArea, card.focus_area_id)
-    assert fa is not None
     if workshop.closed or fa.phase != Phase.vote:
         raise PhaseClosed(f"Voting is not open in “{fa.title}”.")
     return card, fa
@@ -82,8 +97,8 @@ def change_vote(
     if participant.role != "participant":
         raise NotAllowed("Facilitators do not vote.")
     assert delta in (1, -1) and participant.id is not None and workshop.id is not None
-    _lock_participant(session, participant)
-    card, fa = _votable_card(session, workshop, card_id)
+    voter_key = _lock_participant(session, participant)
+    card, fa = _votable_card(session, workshop, participant, card_id)
     assert fa.id is not None and card.id is not None
     vote = session.exec(
         select(Vote).where(Vote.participant_id == participant.id, Vote.card_id == card.id)
@@ -106,6 +121,7 @@ def change_vote(
             card_id=card.id,
             focus_area_id=fa.id,
             affiliation=participant.affiliation,
+            voter_key=voter_key,
         )
     vote.dots = current + delta
     session.add(vote)
@@ -135,7 +151,7 @@ def rate(
         if not 1 <= value <= 5:
             raise Invalid(f"{name.capitalize()} is rated from 1 to 5.", field=name)
     _lock_participant(session, participant)
-    card, fa = _votable_card(session, workshop, card_id)
+    card, fa = _votable_card(session, workshop, participant, card_id)
     if not fa.ratings_enabled:
         raise Conflict(f"Ratings are not used in “{fa.title}”.")
     assert workshop.id is not None and card.id is not None and fa.id is not None
@@ -164,11 +180,13 @@ def rate(
 
 
 def turnout(session: Session, *, focus_area_id: int) -> tuple[int, int]:
-    """(voters, dots spent) in a focus area: shown even under blind voting."""
+    """(voters, dots spent) in a focus area: shown even under blind voting.
+    People are counted by voter key, which anonymize-on-close keeps."""
+    voter = func.coalesce(Vote.voter_key, cast(Vote.participant_id, String))
     voters, dots = session.exec(
-        select(
-            func.count(func.distinct(Vote.participant_id)), func.coalesce(func.sum(Vote.dots), 0)
-        ).where(Vote.focus_area_id == focus_area_id, col(Vote.dots) > 0)
+        select(func.count(func.distinct(voter)), func.coalesce(func.sum(Vote.dots), 0)).where(
+            Vote.focus_area_id == focus_area_id, col(Vote.dots) > 0
+        )
     ).one()
     return voters, dots
 

@@ -21,6 +21,7 @@ from app.models import (
     FocusArea,
     FocusAreaIn,
     Participant,
+    Phase,
     Rating,
     Role,
     Vote,
@@ -31,6 +32,7 @@ from app.models import (
 )
 
 MAX_FOCUS_AREAS = 20
+PHASE_VALUES = frozenset(p.value for p in Phase)
 MAX_AFFILIATIONS = 200
 
 
@@ -268,10 +270,25 @@ def rotate(session: Session, *, workshop: Workshop, what: str) -> None:
     events.record(session, workshop_id=workshop.id, kind="workshop.rotated", actor="organizer")
 
 
-def close_workshop(session: Session, *, workshop: Workshop, actor: str = "organizer") -> None:
-    """Close every focus area; with anonymize-on-close, erase for good the
-    links between participants and their cards, votes and ratings."""
+def close_workshop(
+    session: Session, *, workshop: Workshop, actor: str = "organizer", confirmed: bool = True
+) -> None:
+    """Close every focus area and lock joins, remembering how they were so
+    that ``reopen_workshop`` can put them back; with anonymize-on-close,
+    erase for good the links between participants and their cards, votes
+    and ratings (the outcome's numbers stay exactly the same)."""
     assert workshop.id is not None
+    if workshop.closed:
+        return
+    if not confirmed:
+        raise Invalid(
+            "Tick the box to confirm: " + closing_consequences(workshop), field="confirm_close"
+        )
+    areas = focus_areas(session, workshop.id)
+    workshop.reopen_state = {
+        "phases": {str(fa.id): fa.phase for fa in areas},
+        "joins_locked": workshop.joins_locked,
+    }
     workshop.closed = True
     workshop.closed_at = utcnow()
     workshop.joins_locked = True
@@ -284,15 +301,43 @@ def close_workshop(session: Session, *, workshop: Workshop, actor: str = "organi
     events.record(session, workshop_id=workshop.id, kind="workshop.closed", actor=actor)
 
 
+def closing_consequences(workshop: Workshop) -> str:
+    """What closing does, in the words the organizer confirms."""
+    text = "closing ends every focus area and locks joins"
+    if workshop.anonymize_on_close:
+        text += (
+            ", and erases for good who wrote and voted what: participants lose "
+            "their own cards and votes, and reopening does not bring that back"
+        )
+    return text + ". The outcome's numbers stay the same."
+
+
 def reopen_workshop(session: Session, *, workshop: Workshop) -> None:
+    """Undo what closing changed: each focus area's phase and the join lock
+    as they were. Anonymization is not undone: it erased for good."""
     assert workshop.id is not None
+    if not workshop.closed:
+        return
+    state = workshop.reopen_state or {}
+    before = state.get("phases", {})
+    for fa in focus_areas(session, workshop.id):
+        phase = before.get(str(fa.id))
+        if phase in PHASE_VALUES and phase != fa.phase:
+            fa.phase = phase
+            session.add(fa)
+    workshop.joins_locked = bool(state.get("joins_locked", workshop.joins_locked))
     workshop.closed = False
     workshop.closed_at = None
+    workshop.reopen_state = None
     session.add(workshop)
     events.record(session, workshop_id=workshop.id, kind="workshop.reopened", actor="organizer")
 
 
 def anonymize(session: Session, *, workshop_id: int) -> None:
+    """Erase who did what: cards lose their author, votes and ratings their
+    participant, and participants the voter key their votes carry; votes
+    keep that key (so results still count people, not rows) and the
+    affiliation copied when they were cast."""
     fa_ids = select(FocusArea.id).where(FocusArea.workshop_id == workshop_id)
     session.execute(update(Card).where(col(Card.workshop_id) == workshop_id).values(author_id=None))
     session.execute(
@@ -300,6 +345,11 @@ def anonymize(session: Session, *, workshop_id: int) -> None:
     )
     session.execute(
         update(Rating).where(col(Rating.focus_area_id).in_(fa_ids)).values(participant_id=None)
+    )
+    session.execute(
+        update(Participant)
+        .where(col(Participant.workshop_id) == workshop_id)
+        .values(voter_key=None)
     )
 
 

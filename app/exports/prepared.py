@@ -1,67 +1,111 @@
-"""The slow exports (PDF and DOCX) of a closed workshop, prepared ahead.
+"""The slow exports (PDF and DOCX), rendered once per change of what they show.
 
 A 2,000-card PDF takes WeasyPrint half a minute. Once a workshop is closed its
 content hardly changes, and the organizer's next step is the download: so on
 closing (and when the report page of a closed workshop is opened) both files
 are rendered in one background thread, and the download is then served at
-once. A prepared file is tied to the workshop's *content seq*, the sequence
-number of its latest event other than an export, and is used only while that
-is still the latest: any change (an edit of the title, a reopened phase)
-makes the next download render afresh, as before.
+once. Downloads render through here too, and keep what they made.
+
+A document is rendered at most once per change of its content, however often
+and by however many requests at once it is asked for:
+
+- Each kept file is tagged with the workshop's *content seq*: the seq of its
+  latest event of a kind that can change a document (``NON_CONTENT`` lists the
+  kinds that cannot: downloading itself, the join lock, new links, the
+  spotlight, a countdown). While that is unchanged the file is served as made,
+  from one lookup.
+- When it has moved, the outcome is built again (a small part of a render) and
+  its fingerprint compared with the kept file's: an event that left the
+  document as it was (private writing switched, a title put back) costs no
+  render either, and the file is tagged with the new seq.
+- The first request for a document not yet made makes it; requests for the
+  same document meanwhile (the background preparation included) wait for that
+  one render instead of each making their own.
+- Before each fresh render, ``admit`` (set by the web layer: a rate limit per
+  workshop) may refuse it by raising; a refused preparation is only skipped,
+  a refused download gets what ``admit`` raised.
 
 The files live in this process's memory only: at most a few, for at most
 ``TTL`` seconds, dropped at once when the workshop is deleted. With several
-workers, only the one that prepared a file serves it from memory; the others
-render as before.
+workers, each one renders for itself.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 from sqlmodel import Session, col, func, select
 
-from app.exports import ExportFile, export_workshop
-from app.models import Event
+from app.exports import FORMATS, ExportFile, export_workshop, slugify
+from app.exports.outcome import Outcome, build_outcome
+from app.models import Event, Workshop
 
 log = logging.getLogger(__name__)
 
 PREPARED = ("pdf", "docx")
 TTL = 30 * 60.0
 EXPORT_EVENT = "export.created"
+# Events that never change what a document shows. Any other kind (one added
+# later included) counts as a change: the safe side, a render too many at worst.
+NON_CONTENT = frozenset(
+    {
+        EXPORT_EVENT,  # a download, recorded for the audit trail
+        "workshop.locked",  # the join lock
+        "workshop.rotated",  # new facilitator and projector links, or join code
+        "workshop.spotlight",  # which focus area the projector follows
+        "focus_area.timer",  # a countdown
+        "workshop.owner_changed",  # who manages the workshop, not what it found
+    }
+)
+
+# Raises to refuse one fresh render of (workshop id, format).
+Admit = Callable[[int, str], None]
 
 
 def content_seq(session: Session, workshop_id: int) -> int | None:
-    """The seq of the workshop's latest event that changed what an export
-    shows (every change records an event; exporting itself changes nothing)."""
+    """The seq of the workshop's latest event that may have changed what an
+    export shows (every change records an event; see ``NON_CONTENT``)."""
     return session.exec(
         select(func.max(Event.seq)).where(
-            Event.workshop_id == workshop_id, col(Event.kind) != EXPORT_EVENT
+            Event.workshop_id == workshop_id, col(Event.kind).not_in(NON_CONTENT)
         )
     ).one()
 
 
-class _Outdated(Exception):
-    pass
+def fingerprint(outcome: Outcome, filename: str) -> str:
+    """What a document is made from, as a digest: the renderers read nothing
+    else, so equal fingerprints make equal files."""
+    data = repr((filename, dataclasses.asdict(outcome)))
+    return hashlib.sha256(data.encode()).hexdigest()
 
 
-def _failed(file: Future[ExportFile]) -> bool:
-    """Waits for a file being made; true if it failed or came out outdated
-    (the failure was logged where it happened)."""
-    return file.exception() is not None
+class Refused(Exception):
+    """``admit`` refused a fresh render; ``reason`` is what it raised."""
+
+    def __init__(self, reason: Exception) -> None:
+        super().__init__(str(reason))
+        self.reason = reason
 
 
 @dataclass
 class _Entry:
-    seq: int
-    made: float
+    seq: int | None  # None: not to be served by seq (the content moved while it was made)
+    made: float  # when asked for, then when made
     file: Future[ExportFile]
+    digest: str = ""  # known once its outcome is built, before the render
+
+
+def _made(entry: _Entry | None) -> bool:
+    return entry is not None and entry.file.done() and entry.file.exception() is None
 
 
 class PreparedExports:
@@ -72,32 +116,29 @@ class PreparedExports:
         self._lock = threading.Lock()
         self._entries: OrderedDict[tuple[int, str], _Entry] = OrderedDict()
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-prepare")
+        # Fresh renders made, by format: what the rules above promise to keep low.
+        self.renders: Counter[str] = Counter()
+        self.admit: Admit | None = None
 
     def prepare(self, workshop_id: int) -> None:
-        """Render the slow formats of this workshop in the background."""
+        """Render the slow formats of this workshop in the background, unless
+        they are made already."""
         for fmt in PREPARED:
             self._pool.submit(self._prepare_one, workshop_id, fmt)
 
     def export(self, session: Session, workshop_id: int, fmt: str) -> ExportFile:
-        """The file, prepared if it still matches the workshop, else rendered
-        now (and kept if nothing changed meanwhile)."""
+        """The file as made for the workshop's current content, made now if it
+        is not (waiting for a render of it already under way)."""
         if fmt not in PREPARED:
             return export_workshop(session, workshop_id, fmt)
-        seq = content_seq(session, workshop_id)
-        entry = self._fresh(workshop_id, fmt, seq)
-        if entry is not None and not _failed(entry.file):
-            return entry.file.result()
-        file = export_workshop(session, workshop_id, fmt)
-        if seq is not None and content_seq(session, workshop_id) == seq:
-            done: Future[ExportFile] = Future()
-            done.set_result(file)
-            self._store(workshop_id, fmt, _Entry(seq, time.monotonic(), done))
-        return file
+        try:
+            return self._obtain(session, workshop_id, fmt).result()
+        except Refused as refused:
+            raise refused.reason from None
 
     def ready(self, workshop_id: int, fmt: str) -> bool:
         with self._lock:
-            entry = self._entries.get((workshop_id, fmt))
-            return entry is not None and entry.file.done()
+            return _made(self._entries.get((workshop_id, fmt)))
 
     def forget(self, workshop_id: int) -> None:
         with self._lock:
@@ -110,46 +151,83 @@ class PreparedExports:
             self._entries.clear()
 
     def _prepare_one(self, workshop_id: int, fmt: str) -> None:
-        with Session(self._engine) as session:
-            seq = content_seq(session, workshop_id)
-            if seq is None or self._fresh(workshop_id, fmt, seq) is not None:
-                return
-            pending: Future[ExportFile] = Future()
-            self._store(workshop_id, fmt, _Entry(seq, time.monotonic(), pending))
-            try:
-                file = export_workshop(session, workshop_id, fmt)
-            except Exception as exc:
-                log.exception("preparing the %s export of workshop %s failed", fmt, workshop_id)
-                pending.set_exception(exc)
-                self._drop(workshop_id, fmt, pending)
-                return
-            if content_seq(session, workshop_id) != seq:  # changed while rendering
-                pending.set_exception(_Outdated())
-                self._drop(workshop_id, fmt, pending)
-            else:
-                pending.set_result(file)
+        try:
+            with Session(self._engine) as session:
+                self._obtain(session, workshop_id, fmt).result()
+        except Refused as refused:
+            log.info("not preparing the %s of workshop %s: %s", fmt, workshop_id, refused)
+        except Exception:
+            log.exception("preparing the %s export of workshop %s failed", fmt, workshop_id)
 
-    def _fresh(self, workshop_id: int, fmt: str, seq: int | None) -> _Entry | None:
+    def _obtain(self, session: Session, workshop_id: int, fmt: str) -> Future[ExportFile]:
+        """The file for the content the session sees: kept, being made, or
+        made here (by the one caller that found it neither)."""
+        seq = content_seq(session, workshop_id)
+        key = (workshop_id, fmt)
+        mine = _Entry(seq, time.monotonic(), Future())
         with self._lock:
             self._expire()
-            entry = self._entries.get((workshop_id, fmt))
-            if entry is None or entry.seq != seq:
-                return None
-            self._entries.move_to_end((workshop_id, fmt))
-            return entry
+            previous = self._entries.get(key)
+            if previous is not None and seq is not None and previous.seq == seq:
+                self._entries.move_to_end(key)
+                return previous.file
+            if seq is not None:
+                self._entries[key] = mine
+                self._entries.move_to_end(key)
+                while len(self._entries) > self._max:
+                    self._entries.popitem(last=False)
+        try:
+            file = self._make(session, workshop_id, fmt, seq, mine, previous)
+            with self._lock:
+                mine.made = time.monotonic()  # kept for TTL from when it is made
+            mine.file.set_result(file)
+        except Exception as exc:
+            mine.file.set_exception(exc)
+            with self._lock:  # keep what was there: it may still serve a later request
+                if self._entries.get(key) is mine:
+                    if _made(previous):
+                        assert previous is not None
+                        self._entries[key] = previous
+                    else:
+                        del self._entries[key]
+        return mine.file
 
-    def _store(self, workshop_id: int, fmt: str, entry: _Entry) -> None:
+    def _make(
+        self,
+        session: Session,
+        workshop_id: int,
+        fmt: str,
+        seq: int | None,
+        mine: _Entry,
+        previous: _Entry | None,
+    ) -> ExportFile:
+        ws = session.get(Workshop, workshop_id)
+        if ws is None:
+            raise LookupError(f"workshop {workshop_id} not found")
+        spec = FORMATS[fmt]
+        assert spec.render is not None
+        stem = slugify(ws.title) + (f"-{ws.date.isoformat()}" if ws.date else "")
+        filename = f"{stem}.{spec.extension}"
+        outcome = build_outcome(session, workshop_id)
+        digest = fingerprint(outcome, filename)
+        moved = content_seq(session, workshop_id) != seq
         with self._lock:
-            self._entries[(workshop_id, fmt)] = entry
-            self._entries.move_to_end((workshop_id, fmt))
-            while len(self._entries) > self._max:
-                self._entries.popitem(last=False)
-
-    def _drop(self, workshop_id: int, fmt: str, file: Future[ExportFile]) -> None:
+            mine.digest = digest
+            if moved:  # the content changed while it was read: a blend, not that seq
+                mine.seq = None
+        if previous is not None and previous.digest == digest:
+            try:  # the same document, made or being made: no render
+                return previous.file.result()
+            except Exception:  # noqa: S110 - that attempt failed; this one renders
+                pass
+        if self.admit is not None:
+            try:
+                self.admit(workshop_id, fmt)
+            except Exception as exc:
+                raise Refused(exc) from exc
         with self._lock:
-            entry = self._entries.get((workshop_id, fmt))
-            if entry is not None and entry.file is file:
-                del self._entries[(workshop_id, fmt)]
+            self.renders[fmt] += 1
+        return ExportFile(spec.render(outcome), spec.media_type, filename)
 
     def _expire(self) -> None:
         now = time.monotonic()

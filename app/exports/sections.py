@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, col, select
 
-from app.domain import affiliations
+from app.domain import affiliations, disclosure
 from app.domain.results import SHARED_MIN_SHARE
 from app.models import CARD_KINDS, DIMENSIONS, Event, Participant, Role, Workshop
 
@@ -31,8 +31,10 @@ KIND_LABELS = {
 }
 SHARED_RULE = (
     "Shares of dots by affiliation group are shown only for groups of at least "
-    f"{affiliations.MIN_GROUP} voters in a focus area (smaller groups are counted together "
-    'as "Other"). A finding is marked "shared across structures" when at least two groups '
+    f"{affiliations.MIN_GROUP} voters in a focus area. Smaller groups are counted together "
+    'as "Other", and when "Other" would still be smaller than that, the smallest groups '
+    "join it until it is not, so no group's figure can be worked out from the others. "
+    'A finding is marked "shared across structures" when at least two groups '
     f"are shown and each gave it at least {round(SHARED_MIN_SHARE * 100)}% of its dots."
 )
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ufffe\uffff]")
@@ -81,24 +83,19 @@ class Provenance:
 def method_tables(
     sections: list[FocusAreaSection], people: list[tuple[str, str]]
 ) -> tuple[Table, Table]:
-    """Participants by affiliation group (groups under MIN_GROUP folded into
-    "Other", which is itself left out while it stays that small) and cards
+    """Participants by affiliation group (under the disclosure rule of
+    app/domain/disclosure.py) and cards
     by kind and focus area. Counts only, never a name."""
     groups = Counter(affiliations.group_of(a) for a, role in people if role == Role.participant)
-    merged = affiliations.merge_small_groups(dict(groups))
-    rows = [
-        [g, str(n)]
-        for g, n in sorted(
-            merged.items(), key=lambda kv: (kv[0] == affiliations.OTHER, -kv[1], kv[0])
-        )
-        if n >= affiliations.MIN_GROUP
-    ]
     total = sum(groups.values())
+    # The same rule as every other breakdown: the rows add up to the total,
+    # so no small group can be counted as "total minus the rows shown".
+    rows = [[g, str(n)] for g, n in disclosure.breakdown(groups.items(), groups)]
     rows.append(["Total", str(total)])
     participants = Table(["Affiliation group", "Participants"], rows)
-    if total > sum(n for g, n in merged.items() if n >= affiliations.MIN_GROUP):
+    if len(rows) == 1 and total:
         participants.caption = (
-            f"Groups of fewer than {affiliations.MIN_GROUP} are counted only in the total."
+            f"With groups of fewer than {disclosure.K}, participants are counted only in the total."
         )
     sums = [0] * (len(CARD_KINDS) + 1)
     card_rows: list[list[str]] = []

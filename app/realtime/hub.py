@@ -7,7 +7,18 @@ queues the same string to every socket of that audience. Each socket has a bound
 queue and its own writer task, so a client that stops reading is closed with 1013 and
 can never delay anyone else (a plain `for ws in sockets: await ws.send_text()` loop
 blocks forever on such a client). Clients say hello after every (re)connect and get
-the full board when they are behind. The hub never touches the database.
+the full board when they are behind, or ahead (a restored database, a forged seq).
+The hub never touches the database.
+
+Resyncs are cheap for the hub and bounded whatever a client sends: a hello costs a
+parse and a comparison, and a full board is rendered at most once per workshop and
+resync window (the coalescing window, at least MIN_RESYNC_WINDOW), for every socket
+that wants one by then, so no socket gets more than one full board per window.
+Hellos that come while one is pending fold into it; a hello with the current seq
+costs nothing; a socket asking again for a board it has already had on this
+connection gets the last full render again when nothing changed since, without a
+render. Changes pending when a full board is due go out first as the usual delta,
+so the sockets that are up to date never get a full board for someone else's resync.
 
 Heartbeats: ASGI has no ping message, so the hub sends none. uvicorn sends
 protocol-level pings itself (`--ws-ping-interval`, default 20 s, and closes sockets
@@ -21,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections import Counter
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +55,10 @@ log = logging.getLogger(__name__)
 # asks for the full board, otherwise only what changed after since_seq is needed.
 Renderer = Callable[[int, int | None], Awaitable[tuple[int, Mapping[str, str]]]]
 
+# Full boards are rendered at most once per workshop and this many seconds, even with
+# coalescing off (coalesce_ms=0): a hello flood must never render back to back.
+MIN_RESYNC_WINDOW = 0.01
+
 
 @dataclass(eq=False)
 class _Conn:
@@ -54,6 +70,7 @@ class _Conn:
     have: int | None  # seq the client's board is complete up to, once queued frames land
     # True once `have` rests on a hello or a full board we sent, not on attach's hint.
     confirmed: bool = False
+    full_at: float | None = None  # loop time of the full render that last served it
     close_code: int | None = None
     closing: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -63,13 +80,20 @@ class _Workshop:
     conns: set[_Conn] = field(default_factory=set)
     pushed: int | None = None  # newest seq rendered and queued in this process
     target: int | None = None  # newest seq announced by the broker
-    needs_full: set[_Conn] = field(default_factory=set)
-    urgent: asyncio.Event = field(default_factory=asyncio.Event)  # cuts the coalesce wait
+    needs_full: set[_Conn] = field(default_factory=set)  # sockets owed a full board
+    full_at: float | None = None  # loop time the last full render started
+    # The last full render, (seq, {audience: html}), while no newer change is known.
+    full_html: tuple[int, Mapping[str, str]] | None = None
+    wake: asyncio.Event = field(default_factory=asyncio.Event)  # the pump recomputes its wait
     task: asyncio.Task[None] | None = None
 
     def current(self) -> int | None:
         known = [s for s in (self.pushed, self.target) if s is not None]
         return max(known) if known else None
+
+    def changed(self) -> bool:
+        """A change was announced that this process has not rendered yet."""
+        return self.target is not None and (self.pushed is None or self.target > self.pushed)
 
 
 class Hub:
@@ -87,6 +111,7 @@ class Hub:
         self.broker = broker
         self.renderer = renderer
         self.coalesce = coalesce_ms / 1000
+        self.resync_window = max(self.coalesce, MIN_RESYNC_WINDOW)
         self.queue_size = queue_size
         self.send_timeout = send_timeout
         self.ping_interval = ping_interval  # advisory: see the module docstring
@@ -175,6 +200,8 @@ class Hub:
             "frames_sent": self._counts["frames_sent"],
             "closed_slow": self._counts["closed_slow"],
             "renders": self._counts["renders"],
+            "full_renders": self._counts["full_renders"],
+            "full_reused": self._counts["full_reused"],
             "render_errors": self._counts["render_errors"],
             "pending_renders": sum(1 for st in self._workshops.values() if st.task),
             "queued_frames": sum(c.queue.qsize() for c in self._attached),
@@ -186,20 +213,27 @@ class Hub:
             if msg.get("type") == "websocket.disconnect":
                 return
             text = msg.get("text")
-            size = len(text.encode()) if text is not None else len(msg.get("bytes") or b"")
+            if text is None:
+                size = len(msg.get("bytes") or b"")
+            else:  # characters <= UTF-8 bytes: encode only when the length does not settle it
+                size = len(text) if len(text) > self.max_message_bytes else len(text.encode())
             if size > self.max_message_bytes:
                 self._close(conn, CLOSE_TOO_BIG)
                 return
+            if conn.close_code is not None:
+                return  # closed meanwhile (revoked, too slow): attach() is ending it
             hello = parse_client_message(text) if text is not None else None
             if hello is None:
                 continue  # htmx form posts and anything else are not ours to handle
             seq = hello.seq
+            if seq is None and self._served_this_window(conn):
+                continue  # it crossed (or repeats) a hello whose full board is on its way
             if seq is None or not conn.confirmed or conn.have is None or seq > conn.have:
                 conn.have, conn.confirmed = seq, True
             # else the client is behind only by frames already queued on this connection
             # (hello crossed them on the wire): they will bring it to conn.have.
             st = self._workshops.get(conn.workshop_id)
-            if st is not None:
+            if st is not None and conn in st.conns:
                 self._resync_if_behind(st, conn)
 
     async def _write(self, conn: _Conn) -> None:
@@ -251,6 +285,7 @@ class Hub:
             return
         if st.target is None or seq > st.target:
             st.target = seq
+            st.wake.set()  # a pump waiting for a full board due later renders this sooner
         self._ensure_pump(workshop_id, st)
 
     async def _on_down(self) -> None:
@@ -263,17 +298,22 @@ class Hub:
         for workshop_id, st in self._workshops.items():
             for conn in st.conns:
                 conn.have, conn.confirmed = None, False
+            st.full_html = None  # notices were lost meanwhile: render afresh
             st.needs_full.update(st.conns)
-            st.urgent.set()
+            st.wake.set()
             self._ensure_pump(workshop_id, st)
 
     def _resync_if_behind(self, st: _Workshop, conn: _Conn) -> None:
         current = st.current()
-        if conn.have is not None and current is not None and conn.have >= current:
-            return  # up to date: nothing until the next change
-        # Behind, or we do not know the current seq yet: a full render settles it.
-        st.needs_full.add(conn)
-        st.urgent.set()
+        if conn.have is not None and conn.have == current:
+            st.needs_full.discard(conn)  # up to date: nothing until the next change
+            return
+        # Behind; ahead (a restored database, a forged seq, or a change announced to
+        # another process and not yet to this one); or we do not know the current seq
+        # yet: a full render settles it. Already owed one: this hello is folded into it.
+        if conn not in st.needs_full:
+            st.needs_full.add(conn)
+            st.wake.set()
         self._ensure_pump(conn.workshop_id, st)
 
     def _ensure_pump(self, workshop_id: int, st: _Workshop) -> None:
@@ -282,46 +322,140 @@ class Hub:
             self._pumps.add(st.task)
             st.task.add_done_callback(self._pumps.discard)
 
+    def _served_this_window(self, conn: _Conn) -> bool:
+        """A full render for this socket started less than a resync window ago."""
+        now = asyncio.get_running_loop().time()
+        return conn.full_at is not None and now < conn.full_at + self.resync_window
+
+    def _full_due(self, st: _Workshop) -> float:
+        """Loop time from which the workshop's next full render may start."""
+        return -math.inf if st.full_at is None else st.full_at + self.resync_window
+
+    async def _wait_turn(self, st: _Workshop) -> None:
+        """Wait out the coalescing window, so that a burst of changes makes one render,
+        or until a full board is due if a socket is owed one: whichever comes first.
+        With only a full board owed, wait for it. Hellos and notices wake the wait to
+        recompute it; they never make it shorter than that."""
+        loop = asyncio.get_running_loop()
+        change_due = loop.time() + self.coalesce
+        while True:
+            due = change_due if st.changed() or not st.needs_full else math.inf
+            if st.needs_full:
+                due = min(due, self._full_due(st))
+            remaining = due - loop.time()
+            if remaining <= 0:
+                return
+            st.wake.clear()
+            try:
+                async with asyncio.timeout(remaining):
+                    await st.wake.wait()
+            except TimeoutError:
+                return
+
+    async def _render(
+        self, workshop_id: int, since: int | None
+    ) -> tuple[int, Mapping[str, str]] | None:
+        try:
+            result = await self.renderer(workshop_id, since)
+        except Exception:
+            # Logged, not retried in a loop: the next change or hello renders again.
+            self._counts["render_errors"] += 1
+            log.exception("realtime: rendering workshop %s failed", workshop_id)
+            return None
+        self._counts["renders"] += 1
+        return result
+
     async def _pump(self, workshop_id: int, st: _Workshop) -> None:
         """Render and queue until nothing is pending; one pump per workshop at a time,
         so frames reach every queue in render order."""
+        loop = asyncio.get_running_loop()
         try:
             while True:
-                if not st.needs_full and self.coalesce > 0:
-                    # Coalesce a burst of changes; a hello wanting a full board cuts it short.
-                    with contextlib.suppress(TimeoutError):
-                        async with asyncio.timeout(self.coalesce):
-                            await st.urgent.wait()
-                st.urgent.clear()
-                wanted = bool(st.needs_full)
-                st.needs_full.clear()
-                changed = st.target is not None and (st.pushed is None or st.target > st.pushed)
-                if not st.conns or not (wanted or changed):
+                await self._wait_turn(st)
+                if not st.conns:
                     return
-                since = None if wanted else st.pushed
-                try:
-                    seq, html = await self.renderer(workshop_id, since)
-                except Exception:
-                    # Logged, not retried in a loop: the next change or hello renders again.
-                    self._counts["render_errors"] += 1
-                    log.exception("realtime: rendering workshop %s failed", workshop_id)
+                full_due = bool(st.needs_full) and self._full_due(st) <= loop.time()
+                if not (full_due or st.changed()):
+                    if st.needs_full:
+                        continue  # a full board is owed but not due yet: wait for it
                     return
-                self._counts["renders"] += 1
-                self._deliver(st, seq, since, html)
+                if st.changed() and st.pushed is not None:
+                    # The delta first, also when a full board is due: the sockets that
+                    # are up to date get it, not a full board.
+                    since = st.pushed
+                    delta = await self._render(workshop_id, since)
+                    if delta is None:
+                        return
+                    self._deliver(st, delta[0], since, delta[1])
+                # Due now, or this process has rendered nothing for the workshop yet.
+                due = bool(st.needs_full) and self._full_due(st) <= loop.time()
+                if st.conns and (due or (st.changed() and st.pushed is None)):
+                    asked = st.needs_full & st.conns
+                    st.needs_full.clear()
+                    cached = self._reusable_full(st, asked)
+                    st.full_at = loop.time()
+                    for conn in asked:
+                        conn.full_at = st.full_at
+                    if cached is not None:
+                        self._counts["full_reused"] += 1
+                        self._deliver(st, cached[0], None, cached[1], asked, only_asked=True)
+                        continue
+                    self._counts["full_renders"] += 1
+                    full = await self._render(workshop_id, None)
+                    if full is None:
+                        st.needs_full |= asked & st.conns  # still owed: next hello or change
+                        return
+                    st.full_html = full
+                    self._deliver(st, full[0], None, full[1], asked)
         finally:
             st.task = None
 
-    def _deliver(self, st: _Workshop, seq: int, since: int | None, html: Mapping[str, str]) -> None:
+    def _reusable_full(
+        self, st: _Workshop, asked: set[_Conn]
+    ) -> tuple[int, Mapping[str, str]] | None:
+        """The last full render, if it still shows the workshop's current state and
+        every socket asking has had a full board on this connection already (app.js
+        says hello once per connection: asking again is a client repeating itself).
+        A socket's first full board is always rendered afresh, so that a reconnect
+        heals whatever a notice lost by the broker left stale."""
+        cached = st.full_html
+        if cached is None or st.changed() or cached[0] != st.current():
+            return None
+        if any(conn.full_at is None for conn in asked):
+            return None
+        return cached
+
+    def _deliver(
+        self,
+        st: _Workshop,
+        seq: int,
+        since: int | None,
+        html: Mapping[str, str],
+        asked: set[_Conn] | frozenset[_Conn] = frozenset(),
+        *,
+        only_asked: bool = False,
+    ) -> None:
+        """Queue a render: `since` None is a full board, for every socket behind (or
+        without a board) and for those in `asked` that claimed a seq ahead of it;
+        with `only_asked`, for those in `asked` only."""
         if st.pushed is None or seq > st.pushed:
             st.pushed = seq
-        for conn in list(st.conns):
+        if st.full_html is not None and seq > st.full_html[0]:
+            st.full_html = None  # stale now; frees the memory
+        for conn in list(asked if only_asked else st.conns):
             if conn.have is not None and conn.have >= seq:
-                continue
-            if since is not None and (conn.have is None or conn.have < since):
+                # Ahead of a full render it asked for: that board is newer than the
+                # database (restored) or never existed (forged). This one is the truth.
+                if not (since is None and conn.have > seq and conn in asked):
+                    continue
+            elif since is not None and (conn.have is None or conn.have < since):
                 st.needs_full.add(conn)  # a delta would leave a gap on this board
                 continue
             text = html.get(conn.audience)
             if text is None:  # nothing for this audience in this render
                 conn.have = seq
                 continue
+            if since is None:  # it is served: a resync it asked for meanwhile is moot
+                conn.full_at = st.full_at
+                st.needs_full.discard(conn)
             self._offer(conn, seq, text, full=since is None)

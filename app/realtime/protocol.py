@@ -38,15 +38,23 @@ class Hello:
     seq: int | None
 
 
+# A hello is some 30 characters; anything much longer is not one and is not parsed, so
+# what a message costs does not grow with the frame size limit.
+MAX_HELLO_CHARS = 256
+
+
 def parse_client_message(text: str) -> Hello | None:
     """Return the hello in `text`, or None for anything else (which the hub ignores).
 
     A seq that is not a non-negative integer (or a string of digits, as read from a
-    DOM attribute) is taken as None: sending a full board is always safe.
+    DOM attribute) is taken as None: sending a full board is always safe. Text longer
+    than MAX_HELLO_CHARS is not a hello.
     """
+    if len(text) > MAX_HELLO_CHARS:
+        return None
     try:
         data = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nesting deeper than ~1000
         return None
     if not isinstance(data, dict) or data.get("type") != "hello":
         return None

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, StrictBool
 from sqlmodel import SQLModel
 
 from app.domain import cards, clusters, organizers, participants, phases, votes, workshops
+from app.domain.actors import ActorRole
 from app.domain.errors import NotAllowed
 from app.models import (
     CardCreate,
@@ -18,6 +19,7 @@ from app.models import (
     CardUpdate,
     ClusterPublic,
     FocusAreaPublic,
+    Input,
     JsonInt,
     ParticipantCreate,
     Phase,
@@ -42,7 +44,7 @@ from app.web.deps import (
 router = APIRouter(prefix="/api/v1", tags=["api"], responses=ERRORS)
 
 
-class LoginIn(BaseModel):
+class LoginIn(Input):
     name: str = Field(max_length=80)
     password: str = Field(max_length=1024)
 
@@ -67,24 +69,24 @@ class Joined(BaseModel):
     role: str
 
 
-class ClusterIn(BaseModel):
+class ClusterIn(Input):
     focus_area_id: JsonInt
     title: str = Field(default="", max_length=140)
     card_ids: list[JsonInt] = Field(default_factory=list, max_length=500)
 
 
-class ClusterPatch(BaseModel):
+class ClusterPatch(Input):
     title: str | None = Field(default=None, max_length=140)
     synthesis: str | None = Field(default=None, max_length=4000)
     position: JsonInt | None = Field(default=None, ge=0, le=10_000)
     is_recommendation: StrictBool | None = None
 
 
-class ClusterTarget(BaseModel):
+class ClusterTarget(Input):
     cluster_id: JsonInt | None
 
 
-class MergeIn(BaseModel):
+class MergeIn(Input):
     into: JsonInt
 
 
@@ -94,13 +96,21 @@ class VoteOut(BaseModel):
     dots_left: int
 
 
-class RatingIn(BaseModel):
+class RatingIn(Input):
     impact: JsonInt = Field(ge=1, le=5)
     feasibility: JsonInt = Field(ge=1, le=5)
 
 
-class PhaseIn(BaseModel):
+class PhaseIn(Input):
     phase: Phase
+
+
+def _staff_view(request: Request, session: Any, workshop: Any, actor: str, card: Any) -> CardPublic:
+    settings = request.app.state.settings
+    viewer = cards.Viewer(
+        ActorRole(actor), sees_private=actor == "organizer" or settings.facilitator_sees_private
+    )
+    return cards.to_public(cards.view_of(session, workshop=workshop, viewer=viewer, card=card))
 
 
 def _fa_public(fa: Any) -> FocusAreaPublic:
@@ -109,10 +119,9 @@ def _fa_public(fa: Any) -> FocusAreaPublic:
 
 @router.post("/login", response_model=TokenOut)
 def login(request: Request, body: LoginIn, session: SessionDep) -> TokenOut:
-    from app.web.organizer import _limit_login
+    from app.web.organizer import check_login
 
-    _limit_login(request, body.name)
-    org = organizers.authenticate(session, name=body.name, password=body.password)
+    org = check_login(request, session, name=body.name, password=body.password)
     token = organizers.start_session(session, organizer=org, kind="bearer")
     session.commit()
     return TokenOut(token=token)
@@ -183,11 +192,13 @@ def list_cards(
     settings: SettingsDep,
     focus_area_id: int | None = None,
 ) -> list[CardPublic]:
-    viewer = viewer_of(participant, settings)
     found = cards.visible_cards(
-        session, workshop=workshop, viewer=viewer, focus_area_id=focus_area_id
+        session,
+        workshop=workshop,
+        viewer=viewer_of(participant, settings),
+        focus_area_id=focus_area_id,
     )
-    return [cards.to_public(c, viewer) for c in found]
+    return [cards.to_public(c) for c in found]
 
 
 @router.post("/workshops/{code}/cards", status_code=201, response_model=CardPublic)
@@ -207,7 +218,8 @@ def create_card(
     commit(request, session)
     if not created:
         response.status_code = 200
-    return cards.to_public(card, viewer_of(participant, settings))
+    actor = viewer_of(participant, settings)
+    return cards.to_public(cards.view_of(session, workshop=workshop, viewer=actor, card=card))
 
 
 @router.patch("/workshops/{code}/cards/{card_id}", response_model=CardPublic)
@@ -220,11 +232,10 @@ def update_card(
     session: SessionDep,
     settings: SettingsDep,
 ) -> CardPublic:
-    card = cards.update_card(
-        session, workshop=workshop, participant=participant, card_id=card_id, data=body
-    )
+    actor = viewer_of(participant, settings)
+    card = cards.update_card(session, workshop=workshop, actor=actor, card_id=card_id, data=body)
     commit(request, session)
-    return cards.to_public(card, viewer_of(participant, settings))
+    return cards.to_public(cards.view_of(session, workshop=workshop, viewer=actor, card=card))
 
 
 @router.delete("/workshops/{code}/cards/{card_id}", status_code=204)
@@ -234,8 +245,10 @@ def withdraw_card(
     workshop: WorkshopDep,
     participant: ParticipantDep,
     session: SessionDep,
+    settings: SettingsDep,
 ) -> Response:
-    cards.withdraw_card(session, workshop=workshop, participant=participant, card_id=card_id)
+    actor = viewer_of(participant, settings)
+    cards.withdraw_card(session, workshop=workshop, actor=actor, card_id=card_id)
     commit(request, session)
     return Response(status_code=204)
 
@@ -299,7 +312,7 @@ def move_card(
         session, workshop=workshop, card_id=card_id, cluster_id=body.cluster_id, actor=actor
     )
     commit(request, session)
-    return cards.to_public(card, cards.Viewer(role=actor))
+    return _staff_view(request, session, workshop, actor, card)
 
 
 @router.post("/workshops/{code}/cards/{card_id}/merge", response_model=CardPublic)
@@ -315,7 +328,7 @@ def merge_card(
         session, workshop=workshop, card_id=card_id, into=body.into, actor=actor
     )
     commit(request, session)
-    return cards.to_public(card, cards.Viewer(role=actor))
+    return _staff_view(request, session, workshop, actor, card)
 
 
 @router.post("/workshops/{code}/clusters/{cluster_id}/merge", response_model=ClusterPublic)

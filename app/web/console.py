@@ -25,6 +25,7 @@ from app.web.deps import (
     participant_cookie,
     projector_cookie,
     projector_ok,
+    viewer_of,
 )
 
 # HTML pages are not part of the JSON API's OpenAPI description.
@@ -206,7 +207,7 @@ def moderate(
     cards.update_card(
         session,
         workshop=workshop,
-        participant=participant,
+        actor=viewer_of(participant, request.app.state.settings),
         card_id=card_id,
         data=CardUpdate.model_validate({"status": str(form.get("status", ""))}),
     )

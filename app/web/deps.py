@@ -4,6 +4,7 @@ publishes the events the transaction recorded (never before the commit)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Annotated
@@ -12,6 +13,7 @@ import anyio.from_thread
 from fastapi import Depends, Request
 from sqlmodel import Session
 from starlette.datastructures import FormData
+from starlette.requests import HTTPConnection
 
 from app.config import Settings
 from app.domain import access, organizers, participants, workshops
@@ -84,10 +86,22 @@ def commit(request: Request, session: Session) -> None:
         anyio.from_thread.run(realtime.publish, wid, seq)
 
 
-def bearer(request: Request) -> str | None:
-    auth = request.headers.get("authorization", "")
-    scheme, _, token = auth.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+# RFC 6750 2.1: the scheme in any case, spaces, one b64token; spaces or tabs
+# may trail. Character classes are spelled out (no str.strip(), no \s), so a
+# non-breaking space or any other non-ASCII character is never part of one.
+_BEARER = re.compile(r"[Bb][Ee][Aa][Rr][Ee][Rr] +([A-Za-z0-9._~+/-]+=*)[ \t]*")
+
+
+def bearer(conn: HTTPConnection) -> str | None:
+    """The bearer token of a request or websocket handshake, or None. The
+    one definition: the CSRF exemption (``security.csrf_protect``), the HTTP
+    caller lookups below and the websocket handshake all ask this, so a
+    request is spared the CSRF check exactly when its caller is read from
+    the token alone and never from a cookie. An ``Authorization`` header that
+    is no bearer token counts as no header: the cookie speaks, and CSRF is
+    checked."""
+    match = _BEARER.fullmatch(conn.headers.get("authorization", ""))
+    return match.group(1) if match else None
 
 
 def current_organizer(request: Request, session: SessionDep) -> Organizer | None:

@@ -15,9 +15,9 @@ from pydantic import ValidationError
 from sqlmodel import col, select
 
 from app.domain import organizers, workshops
-from app.domain.errors import DomainError, Invalid
+from app.domain.errors import DomainError, Invalid, NotAuthenticated
 from app.domain.templates import all_templates
-from app.models import Event, FocusAreaIn, WorkshopCreate
+from app.models import Event, FocusAreaIn, Organizer, WorkshopCreate
 from app.web.common import html, links, set_cookie
 from app.web.deps import (
     SESSION_COOKIE,
@@ -92,20 +92,44 @@ def login_form(request: Request) -> Response:
 @router.post("/login", response_class=HTMLResponse)
 def login_submit(request: Request, form: FormDep, session: SessionDep) -> Response:
     name = str(form.get("name", ""))
-    _limit_login(request, name)
     try:
-        org = organizers.authenticate(session, name=name, password=str(form.get("password", "")))
-    except DomainError as exc:
+        org = check_login(request, session, name=name, password=str(form.get("password", "")))
+    except NotAuthenticated as exc:
         return html(request, "pages/login.html", status=401, name=name, errors=[exc.message])
     return _login_response(request, session, org)
 
 
-def _limit_login(request: Request, name: str) -> None:
+def check_login(request: Request, session: Any, *, name: str, password: str) -> Organizer:
+    """Check an organizer's password within the login limits (the form and
+    the API both log in here). Only failures count, per (address, name) and
+    per address: a storm of wrong passwords from one address meets 429, and
+    nobody can lock an organizer out by typing their name somewhere else,
+    since a right password from an address under its limits always gets in.
+
+    Against guessing spread over many addresses, two things: each guess
+    costs an Argon2id hash (64 MiB, 3 passes; see domain/organizers.py), and
+    failures from all addresses together have a deployment-wide limit set
+    high (``rate_failed_logins_per_minute``, 300 = ten addresses' worth at the
+    default). Reaching it makes every login wait out the minute, the right
+    ones too: otherwise it would not stop a guess that is right. Sessions
+    already open are not touched, and it takes many addresses to get there."""
     settings = request.app.state.settings
-    ip = request.client.host if request.client else "?"
     limiter = request.app.state.limiter
-    limiter.hit(f"login-ip:{ip}", limit=settings.rate_logins_per_minute * 3)
-    limiter.hit(f"login-name:{name.strip().lower()}", limit=settings.rate_logins_per_minute)
+    ip = request.client.host if request.client else "?"
+    per_name = settings.rate_logins_per_minute
+    limits = [
+        (f"login-fail:{ip}|{name.strip().lower()}", per_name),
+        (f"login-fail-ip:{ip}", per_name * 3),
+        ("login-fail-all:", settings.rate_failed_logins_per_minute),
+    ]
+    for key, limit in limits:  # checked before the password, so a guess over them is not tried
+        limiter.check(key, limit=limit)
+    try:
+        return organizers.authenticate(session, name=name, password=password)
+    except NotAuthenticated:
+        for key, limit in limits:
+            limiter.hit(key, limit=limit)
+        raise
 
 
 @router.post("/logout")
@@ -186,6 +210,7 @@ def _workshop_page(
         links=links(settings, workshop),
         areas=workshops.focus_areas(session, workshop.id),
         audit=audit,
+        closing_consequences=workshops.closing_consequences(workshop),
         **extra,
     )
 
@@ -313,12 +338,17 @@ def rotate(
 
 
 @router.post("/organizer/w/{code}/close", response_class=HTMLResponse)
-def close(request: Request, workshop: OwnedWorkshopDep, session: SessionDep) -> Response:
+def close(
+    request: Request, form: FormDep, workshop: OwnedWorkshopDep, session: SessionDep
+) -> Response:
+    # Closing with anonymize-on-close erases for good: the organizer says so
+    # first, on the server, so no stray click or script closes a workshop.
+    confirmed = form.get("confirm_close") == "yes"
     response = _after(
         request,
         session,
         workshop,
-        lambda: workshops.close_workshop(session, workshop=workshop),
+        lambda: workshops.close_workshop(session, workshop=workshop, confirmed=confirmed),
         "Workshop closed.",
     )
     if workshop.closed:  # the downloads are the next step: have them ready
@@ -334,7 +364,8 @@ def reopen(request: Request, workshop: OwnedWorkshopDep, session: SessionDep) ->
         session,
         workshop,
         lambda: workshops.reopen_workshop(session, workshop=workshop),
-        "Workshop reopened.",
+        "Workshop reopened: each focus area is back in its phase and joins as they were."
+        + (" Who wrote and voted what stays erased." if workshop.anonymize_on_close else ""),
     )
 
 

@@ -111,7 +111,7 @@ def _messages(exc: Exception) -> list[str]:
 
 
 def _field_message(err: Any) -> str:
-    loc = ".".join(str(x) for x in err.get("loc", ()) if x != "body")
+    loc = ".".join(str(x) for x in err.get("loc", ()))
     msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
     if err.get("type") == "string_pattern_mismatch":
         msg = "please write more than spaces"
@@ -256,11 +256,12 @@ def edit_card_form(
     participant: ParticipantDep,
     session: SessionDep,
 ) -> Response:
-    card = cards.get_card(session, workshop=workshop, card_id=card_id)
-    if card.author_id != participant.id:
+    actor = viewer_of(participant, request.app.state.settings)
+    card, fa = cards.seen_card(session, workshop=workshop, viewer=actor, card_id=card_id)
+    view = cards.gate(card, fa, workshop, actor)
+    if view is None or not view.mine:
         raise cards.NotAllowed("You can only edit your own cards.")
-    fa = session.get(FocusArea, card.focus_area_id)
-    return html(request, "partials/_card_edit.html", workshop=workshop, card=card, fa=fa)
+    return html(request, "partials/_card_edit.html", workshop=workshop, card=view, fa=fa)
 
 
 @router.post("/w/{code}/cards/{card_id}", response_class=HTMLResponse)
@@ -275,9 +276,8 @@ def edit_card(
     data = CardUpdate.model_validate(
         {k: str(form[k]) for k in ("kind", "title", "body") if k in form}
     )
-    card = cards.update_card(
-        session, workshop=workshop, participant=participant, card_id=card_id, data=data
-    )
+    actor = viewer_of(participant, request.app.state.settings)
+    card = cards.update_card(session, workshop=workshop, actor=actor, card_id=card_id, data=data)
     commit(request, session)
     fa = session.get(FocusArea, card.focus_area_id)
     assert fa is not None
@@ -292,7 +292,8 @@ def withdraw_card(
     participant: ParticipantDep,
     session: SessionDep,
 ) -> Response:
-    card = cards.withdraw_card(session, workshop=workshop, participant=participant, card_id=card_id)
+    actor = viewer_of(participant, request.app.state.settings)
+    card = cards.withdraw_card(session, workshop=workshop, actor=actor, card_id=card_id)
     commit(request, session)
     fa = session.get(FocusArea, card.focus_area_id)
     assert fa is not None
@@ -309,8 +310,8 @@ def _vote(
 ) -> Response:
     settings = request.app.state.settings
     request.app.state.limiter.hit(f"votes:{participant.id}", limit=settings.rate_votes_per_minute)
-    card = cards.get_card(session, workshop=workshop, card_id=card_id)
-    fa = session.get(FocusArea, card.focus_area_id)
+    actor = viewer_of(participant, settings)
+    _, fa = cards.seen_card(session, workshop=workshop, viewer=actor, card_id=card_id)
     try:
         votes.change_vote(
             session, workshop=workshop, participant=participant, card_id=card_id, delta=delta

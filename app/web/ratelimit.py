@@ -16,6 +16,7 @@ import math
 import secrets
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 from limits import RateLimitItem, RateLimitItemPerSecond
@@ -28,6 +29,10 @@ from app.config import Settings
 from app.domain.errors import RateLimited
 
 log = logging.getLogger(__name__)
+
+# Spends (or only tests) one hit of a key's window: None if allowed, else when
+# a hit frees up.
+_Spend = Callable[[MovingWindowRateLimiter, RateLimitItem, str], float | None]
 
 
 class RateLimiter:
@@ -83,7 +88,16 @@ class RateLimiter:
         return f"{kind}:{digest}"
 
     def hit(self, key: str, *, limit: int, window: float = 60.0, message: str = "") -> None:
-        """Count one attempt; raise ``RateLimited`` when over ``limit``."""
+        """Count one attempt; raise ``RateLimited`` when over ``limit``, with
+        ``message`` if given (``{retry}`` in it becomes the seconds to wait)."""
+        self._apply(_take, key, limit=limit, window=window, message=message)
+
+    def check(self, key: str, *, limit: int, window: float = 60.0, message: str = "") -> None:
+        """Raise ``RateLimited`` if ``key`` has used up ``limit`` in the window
+        already; count nothing (for limits on failures, checked before trying)."""
+        self._apply(_full, key, limit=limit, window=window, message=message)
+
+    def _apply(self, spend: _Spend, key: str, *, limit: int, window: float, message: str) -> None:
         if window <= 0:
             raise ValueError("window must be positive")
         item = RateLimitItemPerSecond(limit, math.ceil(window))
@@ -92,18 +106,19 @@ class RateLimiter:
         reset: float | None = None
         if shared is not None:
             try:
-                reset = _take(shared, item, key)
+                reset = spend(shared, item, key)
             except redis.RedisError as exc:
                 self._mark_down(exc)
                 shared = None
             else:
                 self._mark_up()
         if shared is None:
-            reset = _take(self._memory, item, key)
+            reset = spend(self._memory, item, key)
         if reset is not None:
             retry = max(1, math.ceil(reset - time.time()))
+            text = message.replace("{retry}", str(retry)) if message else ""
             raise RateLimited(
-                message or f"Too many requests; try again in {retry} s.", retry_after=retry
+                text or f"Too many requests; try again in {retry} s.", retry_after=retry
             )
 
     def _redis_if_due(self) -> MovingWindowRateLimiter | None:
@@ -139,5 +154,12 @@ class RateLimiter:
 def _take(limiter: MovingWindowRateLimiter, item: RateLimitItem, key: str) -> float | None:
     """Spend one hit of `key`'s window: None if allowed, else when a hit frees up."""
     if limiter.hit(item, key):
+        return None
+    return limiter.get_window_stats(item, key).reset_time
+
+
+def _full(limiter: MovingWindowRateLimiter, item: RateLimitItem, key: str) -> float | None:
+    """Like ``_take`` without spending: None if a hit would be allowed."""
+    if limiter.test(item, key):
         return None
     return limiter.get_window_stats(item, key).reset_time

@@ -1,16 +1,26 @@
 """The report page, exports, results and suggestions: read-only views for
-the organizer and the facilitator."""
+the organizer and the facilitator.
+
+The PDF and DOCX are rendered through ``app.state.exports`` (see
+app/exports/prepared.py: once per change of what they show); the fresh renders
+of one workshop are limited per minute, downloads and the report page's
+preparing ahead together. Rendering reads in a read-only transaction, so that
+on SQLite no writer waits behind a render."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, FastAPI, Query, Request
 from fastapi.responses import HTMLResponse, Response
+from sqlmodel import Session
 
 from app.domain import cards, workshops
 from app.domain.errors import Invalid
 from app.exports import FORMATS
+from app.exports.prepared import Admit
 from app.web.apidoc import ERRORS
 from app.web.common import html
 from app.web.deps import (
@@ -22,7 +32,37 @@ from app.web.deps import (
     viewer_of,
 )
 
-router = APIRouter()
+
+def render_limit(app: FastAPI) -> Admit:
+    """``admit`` for the app's prepared exports: a fresh PDF or DOCX render
+    spends one of the workshop's renders per minute."""
+    settings, limiter = app.state.settings, app.state.limiter
+
+    def admit(workshop_id: int, fmt: str) -> None:
+        limiter.hit(
+            f"render:{workshop_id}",
+            limit=settings.rate_renders_per_minute,
+            message=f"This workshop's {fmt.upper()} was made afresh too often in the last "
+            "minute; try again in {retry} s (while nothing changes, it is served at once).",
+        )
+
+    return admit
+
+
+@asynccontextmanager
+async def _limits(app: FastAPI) -> AsyncIterator[None]:
+    app.state.exports.admit = render_limit(app)
+    yield
+
+
+router = APIRouter(lifespan=_limits)
+
+
+def _reading(session: Session) -> None:
+    """Begin the next transaction read-only (on SQLite a WAL snapshot, not the
+    write lock that a render would otherwise hold for its whole length)."""
+    if not session.in_transaction():
+        session.connection(execution_options={"readonly": True})
 
 
 def _export(request: Request, session: Any, workshop: Any, fmt: str, actor: str) -> Response:
@@ -34,7 +74,9 @@ def _export(request: Request, session: Any, workshop: Any, fmt: str, actor: str)
     request.app.state.limiter.hit(
         f"export:{actor}:{workshop.id}", limit=settings.rate_exports_per_minute
     )
+    _reading(session)
     file = request.app.state.exports.export(session, workshop.id, fmt)
+    session.commit()  # ends the read; the audit event is a short write of its own
     events.record(session, workshop_id=workshop.id, kind="export.created", actor=actor, format=fmt)
     commit(request, session)
     return Response(
@@ -83,6 +125,7 @@ def report(
     from app.exports.outcome import build_outcome
 
     assert workshop.id is not None
+    _reading(session)
     outcome = build_outcome(session, workshop.id)
     if workshop.closed:  # the downloads are the next step: have them ready
         request.app.state.exports.prepare(workshop.id)
@@ -105,7 +148,7 @@ def results_api(
         raise cards.NotAllowed("Join the workshop first, or log in as its organizer.")
     assert workshop.id is not None
     if owner:
-        viewer = cards.Viewer(role="organizer", sees_private=True)
+        viewer = cards.Actor.organizer(organizer_id=org.id if org else None)
     else:
         assert participant is not None
         viewer = viewer_of(participant, request.app.state.settings)

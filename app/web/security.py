@@ -1,7 +1,9 @@
 """Browser-side defences: security headers with a strict CSP, a request body
 size limit, and CSRF protection (double-submit cookie, checked for every
 state-changing request that relies on cookies; bearer-token API calls are
-exempt because a browser never adds that header by itself)."""
+exempt because a browser never adds that header by itself, and only those
+that ``deps.bearer`` reads as a token: any other Authorization header is
+checked like a cookie request)."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.domain.errors import NotAllowed
+from app.web.deps import bearer
 
 CSRF_COOKIE = "lw_csrf"
 CSRF_HEADER = "x-csrf-token"
@@ -149,9 +152,8 @@ async def csrf_protect(conn: HTTPConnection) -> None:
     # for the handler (a new Request would consume the body stream).
     assert isinstance(conn, Request)
     request = conn
-    auth = request.headers.get("authorization", "")
-    if auth.lower().startswith("bearer "):
-        return
+    if bearer(request) is not None:
+        return  # the caller is read from the token alone (see deps.bearer)
     ctype = request.headers.get("content-type", "")
     is_form = ctype.startswith(("application/x-www-form-urlencoded", "multipart/form-data"))
     if not is_form and not any(name.startswith(CREDENTIAL_COOKIES) for name in request.cookies):

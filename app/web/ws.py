@@ -1,6 +1,7 @@
 """The websocket endpoint. The handshake checks the Origin header against
-the allow-list and the caller's credentials before accepting; the hub then
-serves the socket (one audience per socket)."""
+the allow-list and the caller's credentials before accepting, and caps the
+open sockets per participant and per workshop's projector key (4429); the
+hub then serves the socket (one audience per socket)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from sqlmodel import Session
 from app.db import read_engine
 from app.domain import participants, workshops
 from app.domain.errors import DomainError
-from app.web.deps import participant_cookie, projector_ok
+from app.web.deps import bearer, participant_cookie, projector_ok
 
 router = APIRouter()
 
@@ -22,15 +23,15 @@ def _audience(ws: WebSocket, session: Session, code: str) -> tuple[int, str, str
     except DomainError:
         return None
     assert workshop.id is not None
-    auth = ws.headers.get("authorization", "")
-    token = auth[7:].strip() if auth.lower().startswith("bearer ") else None
-    token = token or ws.cookies.get(participant_cookie(workshop))
+    token = bearer(ws) or ws.cookies.get(participant_cookie(workshop))
     p = participants.by_token(session, workshop=workshop, token=token)
     if p is not None:
         audience = "facilitator" if p.role == "facilitator" else "board"
         return workshop.id, audience, f"p:{p.id}"
     if projector_ok(ws, workshop, settings):  # type: ignore[arg-type]
-        return workshop.id, "projector", "projector"
+        # One key for all the workshop's screens, capped per workshop: ws_counts is
+        # shared by every workshop the process serves.
+        return workshop.id, "projector", f"projector:{workshop.id}"
     return None
 
 
@@ -56,13 +57,16 @@ async def workshop_socket(ws: WebSocket, code: str) -> None:
         await ws.close(code=4401)
         return
     workshop_id, audience, key = found
+    settings = app.state.settings
+    cap = settings.ws_max_projectors if audience == "projector" else settings.ws_max_per_participant
     counts = app.state.ws_counts
-    if counts.get(key, 0) >= app.state.settings.ws_max_per_participant and key != "projector":
-        await ws.close(code=4429)
-        return
-    await ws.accept()
+    # Taken before the accept (an await): handshakes that race cannot all pass the cap.
     counts[key] = counts.get(key, 0) + 1
     try:
+        if counts[key] > cap:
+            await ws.close(code=4429)
+            return
+        await ws.accept()
         await app.state.realtime.hub.attach(ws, workshop_id, audience, None, key=key)
     finally:
         counts[key] -= 1

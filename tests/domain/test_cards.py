@@ -6,8 +6,8 @@ import pytest
 from sqlmodel import Session
 
 from app.domain import cards
-from app.domain.errors import Invalid, NotAllowed, PhaseClosed
-from app.models import CardCreate, CardKind, CardUpdate
+from app.domain.errors import Invalid, NotAllowed, NotFound, PhaseClosed
+from app.models import CardCreate, CardKind, CardUpdate, Participant
 from tests import factories as f
 
 
@@ -58,6 +58,10 @@ def test_private_writing_hides_text_from_others_until_cluster(session: Session) 
     assert seen(bo) == [card.id]
 
 
+def _actor(p: Participant) -> cards.Actor:
+    return cards.viewer_for(p, facilitator_sees_private=True)
+
+
 def test_only_author_edits_and_only_facilitator_hides(session: Session) -> None:
     ws = f.workshop(session, private_writing=False)
     ana, _ = f.join(session, ws, "Ana")
@@ -67,21 +71,26 @@ def test_only_author_edits_and_only_facilitator_hides(session: Session) -> None:
     card = f.card(session, ws, ana, fa.id)
     with pytest.raises(NotAllowed):
         cards.update_card(
-            session, workshop=ws, participant=bo, card_id=card.id, data=CardUpdate(title="x")
+            session, workshop=ws, actor=_actor(bo), card_id=card.id, data=CardUpdate(title="x")
         )
     with pytest.raises(NotAllowed):
         cards.update_card(
-            session, workshop=ws, participant=ana, card_id=card.id, data=CardUpdate(status="hidden")
+            session,
+            workshop=ws,
+            actor=_actor(ana),
+            card_id=card.id,
+            data=CardUpdate(status="hidden"),
         )
     cards.update_card(
-        session, workshop=ws, participant=fac, card_id=card.id, data=CardUpdate(status="hidden")
+        session, workshop=ws, actor=_actor(fac), card_id=card.id, data=CardUpdate(status="hidden")
     )
     session.commit()
     board = cards.visible_cards(session, workshop=ws, viewer=cards.PROJECTOR)
     assert board == []
-    with pytest.raises(NotAllowed):
-        cards.withdraw_card(session, workshop=ws, participant=bo, card_id=card.id)
-    cards.withdraw_card(session, workshop=ws, participant=ana, card_id=card.id)
+    # A hidden card is not there for another participant at all: not found.
+    with pytest.raises(NotFound):
+        cards.withdraw_card(session, workshop=ws, actor=_actor(bo), card_id=card.id)
+    cards.withdraw_card(session, workshop=ws, actor=_actor(ana), card_id=card.id)
     assert cards.my_cards(session, participant=ana) == []
 
 
@@ -90,5 +99,7 @@ def test_public_form_never_carries_the_author(session: Session) -> None:
     ana, _ = f.join(session, ws, "Ana")
     fa = f.set_phase(session, ws, 0, "collect")
     card = f.card(session, ws, ana, fa.id)
-    public = cards.to_public(card, cards.PROJECTOR).model_dump()
+    view = cards.gate(card, fa, ws, cards.PROJECTOR)
+    assert view is not None
+    public = cards.to_public(view).model_dump()
     assert not {"author_id", "participant_id", "display_name", "affiliation"} & public.keys()

@@ -28,7 +28,7 @@ FORGED = [
     # (role, method, path, request keyword arguments)
     ("organizer", "POST", "/organizer/workshops", {"data": {"title": "Forged"}}),
     ("organizer", "POST", "/organizer/w/{code}/rotate", {"data": {"what": "keys"}}),
-    ("organizer", "POST", "/organizer/w/{code}/close", {}),
+    ("organizer", "POST", "/organizer/w/{code}/close", {"data": {"confirm_close": "yes"}}),
     ("organizer", "POST", "/logout", {}),
     ("participant", "POST", "/w/{code}/cards", {"data": {"kind": "tool", "title": "Forged"}}),
     ("participant", "POST", "/w/{code}/cards/{card}/withdraw", {}),

@@ -122,7 +122,7 @@ TABLE: dict[tuple[str, str], Spec] = {
     ),
     ("POST", "/organizer/w/{code}/affiliations"): Spec(OWNER, _form(affiliations="A\nB\nC")),
     ("POST", "/organizer/w/{code}/rotate"): Spec(OWNER, _form(what="keys")),
-    ("POST", "/organizer/w/{code}/close"): Spec(OWNER),
+    ("POST", "/organizer/w/{code}/close"): Spec(OWNER, _form(confirm_close="yes")),
     ("POST", "/organizer/w/{code}/reopen"): Spec(OWNER),
     ("POST", "/organizer/w/{code}/delete"): Spec(OWNER, _form(confirm=lambda w: w.code)),
     # The join QR code carries only the public join link.

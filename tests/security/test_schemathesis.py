@@ -65,6 +65,7 @@ def api_server(tmp_path: Path) -> Iterator[LiveServer]:
             "JOINS_PER_IP_PER_MINUTE",
             "FAILED_JOINS_PER_IP_PER_MINUTE",
             "LOGINS_PER_MINUTE",
+            "FAILED_LOGINS_PER_MINUTE",
         )
     }
     server = LiveServer(tmp_path / "api", **limits)

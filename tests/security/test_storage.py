@@ -96,7 +96,10 @@ def test_closing_erases_the_links_between_people_and_their_cards_and_votes(
     assert any(n for _, n in dots.values())
     session.close()  # an open SQLite transaction would hold up the app
     r = client.post(
-        f"/organizer/w/{w.code}/close", headers=_owner(client, w), follow_redirects=False
+        f"/organizer/w/{w.code}/close",
+        headers=_owner(client, w),
+        data={"confirm_close": "yes"},
+        follow_redirects=False,
     )
     assert r.status_code == 303
     session.expire_all()
@@ -126,7 +129,10 @@ def test_without_anonymize_on_close_the_links_stay(client: TestClient, session: 
     session.commit()
     session.close()
     r = client.post(
-        f"/organizer/w/{w.code}/close", headers=_owner(client, w), follow_redirects=False
+        f"/organizer/w/{w.code}/close",
+        headers=_owner(client, w),
+        data={"confirm_close": "yes"},
+        follow_redirects=False,
     )
     assert r.status_code == 303
     session.expire_all()
@@ -372,7 +378,7 @@ def test_staff_actions_are_audited_without_any_text(client: TestClient, session:
         data={"name": "Org", "password": f.PASSWORD, "csrf_token": csrf_from(page.text)},
     )
     token = csrf_from(client.get(f"/organizer/w/{code}").text)
-    for action, data in (("rotate", {"what": "keys"}), ("close", {})):
+    for action, data in (("rotate", {"what": "keys"}), ("close", {"confirm_close": "yes"})):
         r = client.post(
             f"/organizer/w/{code}/{action}",
             data={**data, "csrf_token": token},

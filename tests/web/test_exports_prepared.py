@@ -27,7 +27,7 @@ def test_closing_a_workshop_prepares_its_downloads(client: TestClient, session: 
     assert r.status_code == 303, r.text
     r = client.post(
         f"/organizer/w/{ws.code}/close",
-        data={"csrf_token": token},
+        data={"csrf_token": token, "confirm_close": "yes"},
         follow_redirects=False,
     )
     assert r.status_code == 303, r.text
