@@ -15,10 +15,12 @@ parse and a comparison, and a full board is rendered at most once per workshop a
 resync window (the coalescing window, at least MIN_RESYNC_WINDOW), for every socket
 that wants one by then, so no socket gets more than one full board per window.
 Hellos that come while one is pending fold into it; a hello with the current seq
-costs nothing; a socket asking again for a board it has already had on this
-connection gets the last full render again when nothing changed since, without a
-render. Changes pending when a full board is due go out first as the usual delta,
-so the sockets that are up to date never get a full board for someone else's resync.
+costs nothing. A socket asking again for a board it has already had on this
+connection (app.js says hello once per connection) waits longer: such sockets are
+served once per repeat window (1 s), with the last full render again, not a new
+one, when nothing changed since. Changes pending when a full board is due go out
+first as the usual delta, so the sockets that are up to date never get a full board
+for someone else's resync.
 
 Heartbeats: ASGI has no ping message, so the hub sends none. uvicorn sends
 protocol-level pings itself (`--ws-ping-interval`, default 20 s, and closes sockets
@@ -71,6 +73,7 @@ class _Conn:
     # True once `have` rests on a hello or a full board we sent, not on attach's hint.
     confirmed: bool = False
     full_at: float | None = None  # loop time of the full render that last served it
+    repeats: bool = False  # owed a full board it asked for again on this connection
     close_code: int | None = None
     closing: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -82,6 +85,7 @@ class _Workshop:
     target: int | None = None  # newest seq announced by the broker
     needs_full: set[_Conn] = field(default_factory=set)  # sockets owed a full board
     full_at: float | None = None  # loop time the last full render started
+    repeat_at: float | None = None  # loop time sockets asking again were last served
     # The last full render, (seq, {audience: html}), while no newer change is known.
     full_html: tuple[int, Mapping[str, str]] | None = None
     wake: asyncio.Event = field(default_factory=asyncio.Event)  # the pump recomputes its wait
@@ -107,11 +111,13 @@ class Hub:
         send_timeout: float = 5.0,
         ping_interval: float | None = 20.0,
         max_message_bytes: int = 4096,
+        repeat_resync_s: float = 1.0,
     ) -> None:
         self.broker = broker
         self.renderer = renderer
         self.coalesce = coalesce_ms / 1000
         self.resync_window = max(self.coalesce, MIN_RESYNC_WINDOW)
+        self.repeat_window = max(repeat_resync_s, self.resync_window)
         self.queue_size = queue_size
         self.send_timeout = send_timeout
         self.ping_interval = ping_interval  # advisory: see the module docstring
@@ -297,7 +303,7 @@ class Hub:
         # Sockets opened during the outage missed every change since: push full boards.
         for workshop_id, st in self._workshops.items():
             for conn in st.conns:
-                conn.have, conn.confirmed = None, False
+                conn.have, conn.confirmed, conn.repeats = None, False, False
             st.full_html = None  # notices were lost meanwhile: render afresh
             st.needs_full.update(st.conns)
             st.wake.set()
@@ -307,11 +313,13 @@ class Hub:
         current = st.current()
         if conn.have is not None and conn.have == current:
             st.needs_full.discard(conn)  # up to date: nothing until the next change
+            conn.repeats = False
             return
         # Behind; ahead (a restored database, a forged seq, or a change announced to
         # another process and not yet to this one); or we do not know the current seq
         # yet: a full render settles it. Already owed one: this hello is folded into it.
         if conn not in st.needs_full:
+            conn.repeats = conn.full_at is not None
             st.needs_full.add(conn)
             st.wake.set()
         self._ensure_pump(conn.workshop_id, st)
@@ -331,6 +339,24 @@ class Hub:
         """Loop time from which the workshop's next full render may start."""
         return -math.inf if st.full_at is None else st.full_at + self.resync_window
 
+    def _next_full(self, st: _Workshop) -> float:
+        """Loop time from which a socket owed a full board may get it (inf: none owed)."""
+        if not st.needs_full:
+            return math.inf
+        due = self._full_due(st)
+        if st.repeat_at is not None and all(conn.repeats for conn in st.needs_full):
+            due = max(due, st.repeat_at + self.repeat_window)
+        return due
+
+    def _owed_now(self, st: _Workshop, now: float) -> set[_Conn]:
+        """The sockets whose full board is due at `now`: those asking again on the same
+        connection only once per repeat window, all the others once per resync window."""
+        if not st.needs_full or now < self._full_due(st):
+            return set()
+        if st.repeat_at is None or now >= st.repeat_at + self.repeat_window:
+            return set(st.needs_full)
+        return {conn for conn in st.needs_full if not conn.repeats}
+
     async def _wait_turn(self, st: _Workshop) -> None:
         """Wait out the coalescing window, so that a burst of changes makes one render,
         or until a full board is due if a socket is owed one: whichever comes first.
@@ -340,8 +366,7 @@ class Hub:
         change_due = loop.time() + self.coalesce
         while True:
             due = change_due if st.changed() or not st.needs_full else math.inf
-            if st.needs_full:
-                due = min(due, self._full_due(st))
+            due = min(due, self._next_full(st))
             remaining = due - loop.time()
             if remaining <= 0:
                 return
@@ -374,8 +399,7 @@ class Hub:
                 await self._wait_turn(st)
                 if not st.conns:
                     return
-                full_due = bool(st.needs_full) and self._full_due(st) <= loop.time()
-                if not (full_due or st.changed()):
+                if not (self._owed_now(st, loop.time()) or st.changed()):
                     if st.needs_full:
                         continue  # a full board is owed but not due yet: wait for it
                     return
@@ -388,14 +412,15 @@ class Hub:
                         return
                     self._deliver(st, delta[0], since, delta[1])
                 # Due now, or this process has rendered nothing for the workshop yet.
-                due = bool(st.needs_full) and self._full_due(st) <= loop.time()
-                if st.conns and (due or (st.changed() and st.pushed is None)):
-                    asked = st.needs_full & st.conns
-                    st.needs_full.clear()
+                asked = self._owed_now(st, loop.time())
+                if st.conns and (asked or (st.changed() and st.pushed is None)):
+                    st.needs_full -= asked
                     cached = self._reusable_full(st, asked)
                     st.full_at = loop.time()
+                    if any(conn.repeats for conn in asked):
+                        st.repeat_at = st.full_at
                     for conn in asked:
-                        conn.full_at = st.full_at
+                        conn.full_at, conn.repeats = st.full_at, False
                     if cached is not None:
                         self._counts["full_reused"] += 1
                         self._deliver(st, cached[0], None, cached[1], asked, only_asked=True)
@@ -443,6 +468,8 @@ class Hub:
         if st.full_html is not None and seq > st.full_html[0]:
             st.full_html = None  # stale now; frees the memory
         for conn in list(asked if only_asked else st.conns):
+            if since is None and conn.repeats and conn in st.needs_full:
+                continue  # it asked again and its turn has not come: not this board either
             if conn.have is not None and conn.have >= seq:
                 # Ahead of a full render it asked for: that board is newer than the
                 # database (restored) or never existed (forged). This one is the truth.
