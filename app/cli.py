@@ -229,16 +229,42 @@ def export(code: str, fmt: str, output: Path | None) -> None:
     click.echo(f"Wrote {target} ({len(file.content)} bytes).")
 
 
+class BadArchive(click.ClickException):
+    """An archive that ``lessons import`` refuses: one line, exit code 2."""
+
+    exit_code = 2
+
+
 @main.command("import", help="Restore a JSON archive as a new, closed workshop.")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
-def import_(file: Path) -> None:
+@click.option(
+    "--owner",
+    default=None,
+    metavar="NAME",
+    help="The organizer who manages it (login name); needed when there are several.",
+)
+def import_(file: Path, owner: str | None) -> None:
     from app.domain import workshops
-    from app.exports.archive import import_archive
+    from app.exports.archive import describe_error, import_archive, read_archive, validate_archive
 
-    data = json.loads(file.read_text(encoding="utf-8"))
+    name = file.name if file.name.isprintable() else repr(file.name)  # one line, whatever it is
+    # Checked whole before the database is touched; import_archive checks
+    # again and writes all of it in one transaction, or nothing.
+    try:
+        data = read_archive(file)
+        validate_archive(data)
+    except ValueError as exc:
+        raise BadArchive(f"{name}: {describe_error(exc)}") from None
+    except OSError as exc:
+        raise click.ClickException(f"Cannot read {file}: {exc.strerror or exc}") from None
     with Session(_engine()) as session:
-        ws = import_archive(session, data, new_code=workshops._unique_code(session))
-        session.commit()
+        organizer_id = _owner_id(session, owner)
+        try:
+            ws = import_archive(
+                session, data, new_code=workshops._unique_code(session), organizer_id=organizer_id
+            )
+        except ValueError as exc:
+            raise BadArchive(f"{name}: {describe_error(exc)}") from None
         click.echo(f"Imported as {ws.code}: {ws.title}")
 
 

@@ -16,6 +16,10 @@ content in a fresh random order), votes are listed by card, group, dots and
 pseudonym, and pseudonyms are drawn afresh on every export, so the file says
 nothing about who joined, wrote or voted when. The events kept are renumbered
 1..n in their order, without the gaps other activity left.
+
+An archive to import is input like any other: ``validate_archive`` checks
+all of it (size, nesting, the bounded schema below, every reference) before
+``import_archive`` writes anything, in one transaction.
 """
 
 from __future__ import annotations
@@ -94,14 +98,14 @@ PHASE_NAMES = ("", *(p.value for p in Phase))
 LABEL = 200  # an affiliation group, as Participant.affiliation and Vote.affiliation hold it
 
 
-class Record(BaseModel):
+class ArchiveRecord(BaseModel):
     """A record of the archive: a key it does not define is an error, not
     something to drop quietly (the file would not be what it says)."""
 
     model_config = ConfigDict(extra="forbid")
 
 
-class ArchiveWorkshop(Record):
+class ArchiveWorkshop(ArchiveRecord):
     title: str = Field(min_length=1, max_length=200)
     date: dt.date | None = None
     end_date: dt.date | None = None
@@ -124,13 +128,13 @@ class ArchiveWorkshop(Record):
         return v
 
 
-class ArchiveParticipant(Record):
+class ArchiveParticipant(ArchiveRecord):
     ref: JsonInt = Field(ge=1, le=MAX_PARTICIPANTS)
     group: str = Field(default="", max_length=LABEL)
     role: str = Field(default="participant", pattern="^(participant|facilitator)$")
 
 
-class ArchiveFocusArea(Record):
+class ArchiveFocusArea(ArchiveRecord):
     ref: JsonInt = Field(ge=1, le=MAX_FOCUS_AREAS)
     position: JsonInt = Field(default=0, ge=0, lt=MAX_FOCUS_AREAS)
     title: str = Field(min_length=1, max_length=200)
@@ -141,7 +145,7 @@ class ArchiveFocusArea(Record):
     ratings_enabled: bool = Field(default=False, strict=True)
 
 
-class ArchiveCluster(Record):
+class ArchiveCluster(ArchiveRecord):
     ref: JsonInt = Field(ge=1, le=MAX_CLUSTERS)
     focus_area: JsonInt = Field(ge=1, le=MAX_FOCUS_AREAS)
     title: str = Field(default="", max_length=TITLE_MAX)
@@ -152,7 +156,7 @@ class ArchiveCluster(Record):
     merged_into: JsonInt | None = Field(default=None, ge=1, le=MAX_CLUSTERS)
 
 
-class ArchiveCard(Record):
+class ArchiveCard(ArchiveRecord):
     ref: JsonInt = Field(ge=1, le=MAX_CARDS)
     focus_area: JsonInt = Field(ge=1, le=MAX_FOCUS_AREAS)
     kind: str = Field(pattern=KIND)
@@ -167,7 +171,7 @@ class ArchiveCard(Record):
     merged_into: JsonInt | None = Field(default=None, ge=1, le=MAX_CARDS)
 
 
-class ArchiveVote(Record):
+class ArchiveVote(ArchiveRecord):
     card: JsonInt = Field(ge=1, le=MAX_CARDS)
     # A voter pseudonym, drawn afresh per export from the votes' voter keys:
     # its own numbering, not a participant ref, so it survives anonymization
@@ -177,7 +181,7 @@ class ArchiveVote(Record):
     dots: JsonInt = Field(ge=1, le=50)
 
 
-class ArchiveRating(Record):
+class ArchiveRating(ArchiveRecord):
     """A card's ratings, aggregated: ``count`` scores of 1..5 each, so the
     sums lie in count..5*count (checked on import, with count <= people)."""
 
@@ -187,7 +191,7 @@ class ArchiveRating(Record):
     feasibility_sum: JsonInt = Field(ge=1, le=MAX_SCORE * MAX_PARTICIPANTS)
 
 
-class ArchiveEvent(Record):
+class ArchiveEvent(ArchiveRecord):
     seq: JsonInt = Field(ge=1, le=MAX_EVENTS)
     kind: str = Field(pattern=EVENT_KIND)
     day: dt.date
@@ -197,7 +201,7 @@ class ArchiveEvent(Record):
     )
 
 
-class Archive(Record):
+class Archive(ArchiveRecord):
     schema_version: JsonInt
     workshop: ArchiveWorkshop
     participants: list[ArchiveParticipant] = Field(default=[], max_length=MAX_PARTICIPANTS)
@@ -621,7 +625,7 @@ def _scan(data: dict[str, Any]) -> None:
                     raise ArchiveError(_where(at), NUL_MESSAGE)
                 if _UNSTORABLE.search(value):
                     raise ArchiveError(_where(at), "cannot contain a lone surrogate (not text)")
-            elif isinstance(value, dict | list):
+            elif isinstance(value, dict | list | tuple):
                 stack.append((value, at))
 
 
@@ -665,15 +669,16 @@ def _acyclic(records: Sequence[Any], section: str) -> None:
     parent = {rec.ref: rec.merged_into for rec in records}
     done: set[int] = set()
     for i, rec in enumerate(records):
-        chain: list[int] = []
+        chain: dict[int, None] = {}  # in order, and quick to look up
         node: int | None = rec.ref
         while node is not None and node not in done:
             if node in chain:
-                loop = ", ".join(map(str, chain[chain.index(node) :][:5]))
+                loop = list(chain)[list(chain).index(node) :]
                 raise ArchiveError(
-                    f"{section}[{i}].merged_into", f"the merges go round in a circle ({loop})"
+                    f"{section}[{i}].merged_into",
+                    f"the merges go round in a circle ({', '.join(map(str, loop[:5]))})",
                 )
-            chain.append(node)
+            chain[node] = None
             node = parent.get(node)
         done.update(chain)
 
@@ -731,12 +736,12 @@ def _check(arc: Archive) -> None:
         card.context = _context(card.context, f"cards[{i}].context")
     _acyclic(arc.cards, "cards")
 
-    cap = arc.workshop.settings.vote_cap
+    # Dots are bounded by the schema, not by the workshop's vote cap: an
+    # organizer may lower the cap after votes were cast, and an honest export
+    # of that workshop must still import.
     ballots: dict[tuple[int, int], int] = {}
     for i, v in enumerate(arc.votes):
         _resolve(cards, v.card, f"votes[{i}].card", "card")
-        if v.dots > cap:
-            raise ArchiveError(f"votes[{i}].dots", f"{v.dots} dots, but the vote cap is {cap}")
         if v.voter is not None:
             if (v.voter, v.card) in ballots:
                 raise ArchiveError(
