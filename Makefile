@@ -47,6 +47,7 @@ bench: $(VENV)/.dev
 	$(BIN)/python bench/votes.py
 	$(BIN)/python bench/exports.py
 	$(BIN)/python bench/suggest.py
+	$(BIN)/python bench/costly_reads.py
 
 # Known vulnerabilities in the installed packages (security/audit.py says why
 # this is not plain pip-audit); findings are explained in security/pip-audit-exceptions.md.

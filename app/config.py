@@ -58,7 +58,7 @@ class Settings(BaseSettings):
     rate_similar_per_workshop_per_minute: int = 600
     rate_suggestions_per_minute: int = 12
     rate_suggestions_per_workshop_per_minute: int = 30
-    rate_renders_per_minute: int = 6
+    rate_renders_per_minute: int = 4
     retention_days: int = 0
     facilitator_sees_private: bool = True
     log_level: str = "info"

@@ -181,7 +181,7 @@ class PreparedExports:
             with self._lock:
                 mine.made = time.monotonic()  # kept for TTL from when it is made
             mine.file.set_result(file)
-        except Exception as exc:
+        except BaseException as exc:  # whatever happens, no waiter is left waiting
             mine.file.set_exception(exc)
             with self._lock:  # keep what was there: it may still serve a later request
                 if self._entries.get(key) is mine:
@@ -190,6 +190,8 @@ class PreparedExports:
                         self._entries[key] = previous
                     else:
                         del self._entries[key]
+            if not isinstance(exc, Exception):
+                raise
         return mine.file
 
     def _make(

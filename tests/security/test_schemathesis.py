@@ -66,6 +66,11 @@ def api_server(tmp_path: Path) -> Iterator[LiveServer]:
             "FAILED_JOINS_PER_IP_PER_MINUTE",
             "LOGINS_PER_MINUTE",
             "FAILED_LOGINS_PER_MINUTE",
+            "SIMILAR_PER_MINUTE",
+            "SIMILAR_PER_WORKSHOP_PER_MINUTE",
+            "SUGGESTIONS_PER_MINUTE",
+            "SUGGESTIONS_PER_WORKSHOP_PER_MINUTE",
+            "RENDERS_PER_MINUTE",
         )
     }
     server = LiveServer(tmp_path / "api", **limits)
