@@ -280,11 +280,19 @@ def purge(days: int | None) -> None:
     engine = _engine()
     with Session(engine) as session:
         codes = workshops.purge_closed(session, older_than_days=days)
+        gone = session.info.pop("deleted", set())
         session.commit()
     if settings.is_sqlite:
         from app.db import checkpoint_sqlite
 
         checkpoint_sqlite(engine)
+    # Serving processes close the purged workshops' sockets and drop their
+    # prepared files at once when told (REDIS_URL); without Redis, their sweep
+    # finds out from the database, and they never serve a purged one's file.
+    from app.realtime.service import announce_gone
+
+    if gone and settings.redis_url and not announce_gone(settings, gone):
+        click.echo("Warning: Redis did not answer; servers notice within 30 seconds.", err=True)
     click.echo(f"Purged {len(codes)} workshop(s).")
 
 

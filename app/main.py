@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -77,6 +78,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.realtime = Realtime(settings, engine, lambda w: links(settings, w)["join_url"])
     app.state.checkpoint = lambda: _checkpoint(engine, settings)
     app.state.exports = PreparedExports(read_engine(engine))
+    # A deleted workshop's files go in every process (the broker's "gone"),
+    # and so do the card texts kept for suggestions.
+    app.state.realtime.hub.on_gone.append(app.state.exports.forget_uid)
+    app.state.realtime.hub.on_gone.append(_forget_texts)
 
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     app.add_middleware(SecurityHeaders)
@@ -85,6 +90,15 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(module.router)
     _install_error_handlers(app)
     return app
+
+
+def _forget_texts(uid: str) -> None:
+    """The suggestion engine keeps vectors under card texts (one cache for all
+    workshops, so it cannot tell whose): a deletion empties it whole, and it
+    refills as people type. Not loaded yet: nothing kept."""
+    embedding = sys.modules.get("app.suggest.embedding")
+    if embedding is not None:
+        embedding.clear_cache()
 
 
 def _check_schema(engine: Any) -> None:

@@ -8,6 +8,7 @@ drop a field. Tables use plain ids; JSON columns hold small lists and dicts
 
 from __future__ import annotations
 
+import secrets
 from datetime import UTC, datetime
 from datetime import date as Date
 from enum import StrEnum
@@ -166,10 +167,28 @@ def _json(default: Any) -> Any:
     return Field(default_factory=default, sa_column=Column(JSON, nullable=False))
 
 
+def _table_args(*constraints: Any) -> Any:
+    """Every table's ``__table_args__``: ids are never given twice. PostgreSQL
+    sequences never go back; SQLite, without AUTOINCREMENT, gives the id of
+    the newest row deleted to the next row inserted (a deleted workshop's id
+    to the next workshop, and so on down its cards and participants). With it,
+    SQLite remembers the largest id ever given (table ``sqlite_sequence``)."""
+    return (*constraints, {"sqlite_autoincrement": True})
+
+
+def new_uid() -> str:
+    """A workshop's identity: 128 random bits, never derived from its id. Link
+    keys, cookie names, socket groups, broker messages and prepared files are
+    keyed by it, so nothing of a deleted workshop can apply to another."""
+    return secrets.token_hex(16)
+
+
 # --- organizers -------------------------------------------------------------
 
 
 class Organizer(SQLModel, table=True):
+    __table_args__ = _table_args()
+
     id: int | None = Field(default=None, primary_key=True)
     name: str = Field(max_length=NAME_MAX, unique=True, index=True)
     password_hash: str
@@ -179,6 +198,8 @@ class Organizer(SQLModel, table=True):
 class AuthSession(SQLModel, table=True):
     """An organizer's login: a browser session cookie or an API bearer token.
     Only the SHA-256 of the token is stored."""
+
+    __table_args__ = _table_args()
 
     id: int | None = Field(default=None, primary_key=True)
     token_hash: str = Field(max_length=64, unique=True, index=True)
@@ -216,7 +237,10 @@ class WorkshopSettings(Input):
 
 
 class Workshop(WorkshopSettings, table=True):
+    __table_args__ = _table_args()
+
     id: int | None = Field(default=None, primary_key=True)
+    uid: str = Field(default_factory=new_uid, max_length=32, unique=True, index=True)
     title: str = Field(max_length=200)
     date: Date | None = None
     end_date: Date | None = None
@@ -241,6 +265,7 @@ class Workshop(WorkshopSettings, table=True):
 
 class FocusArea(SQLModel, table=True):
     __tablename__ = "focus_area"
+    __table_args__ = _table_args()
 
     id: int | None = Field(default=None, primary_key=True)
     workshop_id: int = _fk("workshop.id")
@@ -256,6 +281,8 @@ class FocusArea(SQLModel, table=True):
 
 
 class Participant(SQLModel, table=True):
+    __table_args__ = _table_args()
+
     id: int | None = Field(default=None, primary_key=True)
     workshop_id: int = _fk("workshop.id")
     display_name: str = Field(max_length=NAME_MAX)
@@ -332,7 +359,7 @@ class CardBase(Input):
 
 
 class Card(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("author_id", "client_id", name="uq_card_client"),)
+    __table_args__ = _table_args(UniqueConstraint("author_id", "client_id", name="uq_card_client"))
 
     id: int | None = Field(default=None, primary_key=True)
     workshop_id: int = _fk("workshop.id")
@@ -383,6 +410,8 @@ class CardPublic(SQLModel):
 
 
 class Cluster(SQLModel, table=True):
+    __table_args__ = _table_args()
+
     id: int | None = Field(default=None, primary_key=True)
     workshop_id: int = _fk("workshop.id")
     focus_area_id: int = _fk("focus_area.id")
@@ -410,7 +439,7 @@ class Vote(SQLModel, table=True):
     workshop is anonymized; ``affiliation`` is kept so aggregate breakdowns
     (only ever shown for groups of 3+) survive."""
 
-    __table_args__ = (UniqueConstraint("participant_id", "card_id", name="uq_vote"),)
+    __table_args__ = _table_args(UniqueConstraint("participant_id", "card_id", name="uq_vote"))
 
     id: int | None = Field(default=None, primary_key=True)
     participant_id: int | None = _fk("participant.id", nullable=True, ondelete="SET NULL")
@@ -422,7 +451,7 @@ class Vote(SQLModel, table=True):
 
 
 class Rating(SQLModel, table=True):
-    __table_args__ = (UniqueConstraint("participant_id", "card_id", name="uq_rating"),)
+    __table_args__ = _table_args(UniqueConstraint("participant_id", "card_id", name="uq_rating"))
 
     id: int | None = Field(default=None, primary_key=True)
     participant_id: int | None = _fk("participant.id", nullable=True, ondelete="SET NULL")
@@ -435,7 +464,7 @@ class Rating(SQLModel, table=True):
 class Event(SQLModel, table=True):
     """The outbox and audit trail. Payloads hold ids, never author or text."""
 
-    __table_args__ = (UniqueConstraint("workshop_id", "seq", name="uq_event_seq"),)
+    __table_args__ = _table_args(UniqueConstraint("workshop_id", "seq", name="uq_event_seq"))
 
     id: int | None = Field(default=None, primary_key=True)
     workshop_id: int = _fk("workshop.id")

@@ -17,6 +17,7 @@ from app.models import (
     Workshop,
     WorkshopCreate,
 )
+from app.web.deps import participant_cookie, projector_cookie
 
 PASSWORD = "correct horse battery"
 
@@ -50,7 +51,7 @@ def join(
 ) -> tuple[Participant, str]:
     assert ws.id is not None
     key = (
-        access.derive_key(secret, workshop_id=ws.id, role="facilitator", rotation=ws.key_rotation)
+        access.derive_key(secret, uid=ws.uid, role="facilitator", rotation=ws.key_rotation)
         if facilitator
         else None
     )
@@ -99,6 +100,13 @@ def card(
     )
     session.commit()
     return c
+
+
+def cookie_names(uid: str) -> tuple[str, str]:
+    """The participant's and the projector's cookie for the workshop with this
+    uid (``WorkshopCreated.uid``), as the app names them."""
+    ws = Workshop(uid=uid, title="", code="")
+    return participant_cookie(ws), projector_cookie(ws)
 
 
 def bearer(token: str) -> dict[str, str]:

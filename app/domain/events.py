@@ -1,7 +1,12 @@
 """The outbox: every change records an ``Event`` in the same transaction,
 with ``seq`` taken from ``Workshop.last_seq``. The row lock on the workshop
 (PostgreSQL ``FOR UPDATE``; SQLite's IMMEDIATE transaction) makes seq
-gap-free and ordered. Payloads carry ids only, never an author or text."""
+gap-free and ordered. Payloads carry ids only, never an author or text.
+
+What the commit must announce is left in ``session.info``: "published" holds
+(workshop uid, seq) pairs, "deleted" the uids of workshops deleted (see
+``workshops.delete_workshop``). Uids, not ids: a message about one workshop
+must never be taken for another."""
 
 from __future__ import annotations
 
@@ -19,12 +24,12 @@ def record(
     session: Session, *, workshop_id: int, kind: str, actor: str = "system", **payload: Any
 ) -> Event:
     assert not FORBIDDEN_KEYS & payload.keys(), "event payloads hold ids only"
-    seq = session.execute(
+    seq, uid = session.execute(
         update(Workshop)
         .where(col(Workshop.id) == workshop_id)
         .values(last_seq=Workshop.last_seq + 1)
-        .returning(col(Workshop.last_seq))
-    ).scalar_one()
+        .returning(col(Workshop.last_seq), col(Workshop.uid))
+    ).one()
     event = Event(
         workshop_id=workshop_id,
         seq=seq,
@@ -34,7 +39,7 @@ def record(
         created_at=utcnow(),
     )
     session.add(event)
-    session.info.setdefault("published", set()).add((workshop_id, seq))
+    session.info.setdefault("published", set()).add((uid, seq))
     return event
 
 

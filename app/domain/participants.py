@@ -20,7 +20,7 @@ def join(
         if not access.check_key(
             secret,
             data.facilitator_key,
-            workshop_id=workshop.id,
+            uid=workshop.uid,
             role="facilitator",
             rotation=workshop.key_rotation,
         ):

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import date, timedelta
 from typing import Any
 
-from sqlalchemy import delete, update
+from sqlalchemy import delete, event, update
 from sqlmodel import Session, col, func, select
 
 from app.domain import access, events
@@ -355,8 +355,14 @@ def anonymize(session: Session, *, workshop_id: int) -> None:
 
 def delete_workshop(session: Session, *, workshop: Workshop) -> None:
     """Delete every row of the workshop, children first (no reliance on
-    ON DELETE CASCADE, which SQLite batch migrations can drop)."""
+    ON DELETE CASCADE, which SQLite batch migrations can drop). Its uid is
+    left in ``session.info["deleted"]``: after the commit, every process must
+    hear of it (sockets closed, prepared files dropped). Its id is never
+    given again, nor its uid (see ``app.models``)."""
     wid = workshop.id
+    session.info.setdefault("deleted", set()).add(workshop.uid)
+    published = session.info.get("published", set())
+    published -= {p for p in published if p[0] == workshop.uid}  # nothing left to show
     fa_ids = select(FocusArea.id).where(FocusArea.workshop_id == wid)
     card_ids = select(Card.id).where(Card.workshop_id == wid)
     session.execute(delete(Vote).where(col(Vote.card_id).in_(card_ids)))
@@ -368,6 +374,12 @@ def delete_workshop(session: Session, *, workshop: Workshop) -> None:
     session.execute(delete(Event).where(col(Event.workshop_id) == wid))
     session.execute(delete(FocusArea).where(col(FocusArea.id).in_(fa_ids)))
     session.execute(delete(Workshop).where(col(Workshop.id) == wid))
+
+
+@event.listens_for(Session, "after_rollback")
+def _deletion_undone(session: Session) -> None:
+    """A deletion rolled back is no deletion: nothing to announce."""
+    session.info.pop("deleted", None)
 
 
 def purge_closed(session: Session, *, older_than_days: int) -> list[str]:

@@ -26,8 +26,12 @@ and by however many requests at once it is asked for:
   a refused download gets what ``admit`` raised.
 
 The files live in this process's memory only: at most a few, for at most
-``TTL`` seconds, dropped at once when the workshop is deleted. With several
-workers, each one renders for itself.
+``TTL`` seconds. With several workers, each one renders for itself. They are
+kept under the workshop's id *and uid* (ids may come back, a restored
+database say; uids never do), and a kept file is served only after the
+session has found the workshop, with that uid, in the database: a workshop
+deleted or purged by another process is never served from here, even before
+``forget_uid`` (called in every process when any deletes one) drops its files.
 """
 
 from __future__ import annotations
@@ -114,7 +118,7 @@ class PreparedExports:
         self._max = max_entries
         self._ttl = ttl
         self._lock = threading.Lock()
-        self._entries: OrderedDict[tuple[int, str], _Entry] = OrderedDict()
+        self._entries: OrderedDict[tuple[int, str, str], _Entry] = OrderedDict()  # id, uid, fmt
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="export-prepare")
         # Fresh renders made, by format: what the rules above promise to keep low.
         self.renders: Counter[str] = Counter()
@@ -138,11 +142,19 @@ class PreparedExports:
 
     def ready(self, workshop_id: int, fmt: str) -> bool:
         with self._lock:
-            return _made(self._entries.get((workshop_id, fmt)))
+            return any(
+                _made(e) for k, e in self._entries.items() if k[0] == workshop_id and k[2] == fmt
+            )
 
     def forget(self, workshop_id: int) -> None:
         with self._lock:
             for key in [k for k in self._entries if k[0] == workshop_id]:
+                del self._entries[key]
+
+    def forget_uid(self, uid: str) -> None:
+        """Drop the files of the workshop with this uid (it was deleted)."""
+        with self._lock:
+            for key in [k for k in self._entries if k[1] == uid]:
                 del self._entries[key]
 
     def close(self) -> None:
@@ -156,14 +168,20 @@ class PreparedExports:
                 self._obtain(session, workshop_id, fmt).result()
         except Refused as refused:
             log.info("not preparing the %s of workshop %s: %s", fmt, workshop_id, refused)
+        except LookupError:
+            log.info("not preparing the %s of workshop %s: it was deleted", fmt, workshop_id)
         except Exception:
             log.exception("preparing the %s export of workshop %s failed", fmt, workshop_id)
 
     def _obtain(self, session: Session, workshop_id: int, fmt: str) -> Future[ExportFile]:
         """The file for the content the session sees: kept, being made, or
-        made here (by the one caller that found it neither)."""
+        made here (by the one caller that found it neither). Only for a
+        workshop the session finds, and only what was made for its uid."""
+        uid = session.exec(select(Workshop.uid).where(Workshop.id == workshop_id)).first()
+        if uid is None:
+            raise LookupError(f"workshop {workshop_id} not found")
         seq = content_seq(session, workshop_id)
-        key = (workshop_id, fmt)
+        key = (workshop_id, uid, fmt)
         mine = _Entry(seq, time.monotonic(), Future())
         with self._lock:
             self._expire()

@@ -1,7 +1,12 @@
 """Websocket fan-out for live boards: who is connected, what they get, and when.
 
 The hub owns this process's sockets, grouped per workshop and audience ("board",
-"facilitator", ...). A broker tells it "workshop W is at seq S"; it coalesces such
+"facilitator", ...). A workshop is named by its key (the app uses the workshop's
+uid, which no other workshop ever has: never its id). A broker tells it "workshop W
+is at seq S", or to close W's sockets (`control`: its links were rotated, or it was
+deleted: then `on_gone` callbacks forget the rest of it, in every process; a
+renderer that finds the workshop missing raises `WorkshopGone`, which does the
+same). It coalesces such
 notices per workshop, asks the app's renderer ONCE per burst for {audience: html} and
 queues the same string to every socket of that audience. Each socket has a bounded
 queue and its own writer task, so a client that stops reading is closed with 1013 and
@@ -40,22 +45,25 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from .broker import Broker
+from .broker import GONE, REVOKE, Broker
 from .protocol import (
     CLOSE_GOING_AWAY,
+    CLOSE_GONE,
     CLOSE_REVOKED,
     CLOSE_SERVICE_RESTART,
     CLOSE_TOO_BIG,
     CLOSE_TRY_AGAIN_LATER,
     SocketLike,
+    WorkshopGone,
     parse_client_message,
 )
 
 log = logging.getLogger(__name__)
 
-# renderer(workshop_id, since_seq) -> (current seq, {audience: html}); since_seq=None
+# renderer(workshop, since_seq) -> (current seq, {audience: html}); since_seq=None
 # asks for the full board, otherwise only what changed after since_seq is needed.
-Renderer = Callable[[int, int | None], Awaitable[tuple[int, Mapping[str, str]]]]
+# It raises WorkshopGone for a workshop that does not exist.
+Renderer = Callable[[str, int | None], Awaitable[tuple[int, Mapping[str, str]]]]
 
 # Full boards are rendered at most once per workshop and this many seconds, even with
 # coalescing off (coalesce_ms=0): a hello flood must never render back to back.
@@ -65,7 +73,7 @@ MIN_RESYNC_WINDOW = 0.01
 @dataclass(eq=False)
 class _Conn:
     ws: SocketLike
-    workshop_id: int
+    workshop: str
     audience: str
     key: str | None
     queue: asyncio.Queue[str]
@@ -122,15 +130,18 @@ class Hub:
         self.send_timeout = send_timeout
         self.ping_interval = ping_interval  # advisory: see the module docstring
         self.max_message_bytes = max_message_bytes
-        self._workshops: dict[int, _Workshop] = {}
+        self._workshops: dict[str, _Workshop] = {}
         self._attached: set[_Conn] = set()  # attach() calls still running
         self._pumps: set[asyncio.Task[None]] = set()
         self._counts: Counter[str] = Counter()
+        # Called with the key of a workshop that is gone (deleted), once its sockets
+        # are closed: whatever else the process holds for it is dropped there.
+        self.on_gone: list[Callable[[str], None]] = []
 
     # -- lifespan -------------------------------------------------------------------
 
     async def start(self) -> None:
-        await self.broker.start(self.notify, self._on_down, self._on_up)
+        await self.broker.start(self.notify, self._on_down, self._on_up, self.control)
 
     async def stop(self, code: int = CLOSE_GOING_AWAY) -> None:
         # Note: htmx's ws extension reconnects after 1006/1012/1013 only, not after 1001.
@@ -152,7 +163,7 @@ class Hub:
     async def attach(
         self,
         ws: SocketLike,
-        workshop_id: int,
+        workshop: str,
         audience: str,
         last_seq: int | None,
         key: str | None = None,
@@ -161,8 +172,8 @@ class Hub:
 
         `last_seq` is a hint (e.g. from the URL) acted on like a first hello; None
         waits for the client's hello. The hello always has the last word."""
-        conn = _Conn(ws, workshop_id, audience, key, asyncio.Queue(self.queue_size), last_seq)
-        st = self._workshops.setdefault(workshop_id, _Workshop())
+        conn = _Conn(ws, workshop, audience, key, asyncio.Queue(self.queue_size), last_seq)
+        st = self._workshops.setdefault(workshop, _Workshop())
         st.conns.add(conn)
         self._attached.add(conn)
         if last_seq is not None:
@@ -187,14 +198,42 @@ class Hub:
             self._attached.discard(conn)
 
     async def close_where(
-        self, workshop_id: int, predicate: Callable[[str | None], bool], code: int = CLOSE_REVOKED
+        self, workshop: str, predicate: Callable[[str | None], bool], code: int = CLOSE_REVOKED
     ) -> int:
         """Close the workshop's sockets whose key matches (e.g. a revoked credential)."""
-        st = self._workshops.get(workshop_id)
+        st = self._workshops.get(workshop)
         doomed = [c for c in st.conns if predicate(c.key)] if st else []
         for conn in doomed:
             self._close(conn, code)
         return len(doomed)
+
+    async def control(self, workshop: str, action: str) -> None:
+        """Broker callback: close the workshop's sockets. After a rotation (REVOKE)
+        with 1012, so that browsers reconnect and their credentials are checked
+        again; after a deletion (GONE) with 4404, for good, and `on_gone` runs."""
+        if action == REVOKE:
+            await self.close_where(workshop, lambda key: True, code=CLOSE_SERVICE_RESTART)
+        elif action == GONE:
+            self.gone(workshop)
+        else:
+            log.warning("realtime: ignoring unknown action %r for %s", action, workshop)
+
+    def gone(self, workshop: str) -> int:
+        """The workshop no longer exists: close its sockets (4404) and forget it."""
+        st = self._workshops.get(workshop)
+        doomed = list(st.conns) if st else []
+        for conn in doomed:
+            self._close(conn, CLOSE_GONE)
+        for callback in self.on_gone:
+            try:
+                callback(workshop)
+            except Exception:
+                log.exception("realtime: forgetting workshop %s failed", workshop)
+        return len(doomed)
+
+    def workshops(self) -> list[str]:
+        """The keys of the workshops this process holds sockets for."""
+        return list(self._workshops)
 
     def stats(self) -> dict[str, Any]:
         sockets: Counter[str] = Counter()
@@ -238,7 +277,7 @@ class Hub:
                 conn.have, conn.confirmed = seq, True
             # else the client is behind only by frames already queued on this connection
             # (hello crossed them on the wire): they will bring it to conn.have.
-            st = self._workshops.get(conn.workshop_id)
+            st = self._workshops.get(conn.workshop)
             if st is not None and conn in st.conns:
                 self._resync_if_behind(st, conn)
 
@@ -274,25 +313,25 @@ class Hub:
         self._forget(conn)
 
     def _forget(self, conn: _Conn) -> None:
-        st = self._workshops.get(conn.workshop_id)
+        st = self._workshops.get(conn.workshop)
         if st is None or conn not in st.conns:
             return
         st.conns.discard(conn)
         st.needs_full.discard(conn)
         if not st.conns:  # a running pump sees no sockets and ends by itself
-            del self._workshops[conn.workshop_id]
+            del self._workshops[conn.workshop]
 
     # -- notifications and rendering --------------------------------------------------
 
-    async def notify(self, workshop_id: int, seq: int) -> None:
-        """Broker callback: workshop_id changed and is now at seq."""
-        st = self._workshops.get(workshop_id)
+    async def notify(self, workshop: str, seq: int) -> None:
+        """Broker callback: workshop changed and is now at seq."""
+        st = self._workshops.get(workshop)
         if st is None:  # no socket for it in this process: nothing to render
             return
         if st.target is None or seq > st.target:
             st.target = seq
             st.wake.set()  # a pump waiting for a full board due later renders this sooner
-        self._ensure_pump(workshop_id, st)
+        self._ensure_pump(workshop, st)
 
     async def _on_down(self) -> None:
         # Messages are being lost: make every client reconnect, say hello and resync.
@@ -301,13 +340,13 @@ class Hub:
 
     async def _on_up(self) -> None:
         # Sockets opened during the outage missed every change since: push full boards.
-        for workshop_id, st in self._workshops.items():
+        for workshop, st in self._workshops.items():
             for conn in st.conns:
                 conn.have, conn.confirmed, conn.repeats = None, False, False
             st.full_html = None  # notices were lost meanwhile: render afresh
             st.needs_full.update(st.conns)
             st.wake.set()
-            self._ensure_pump(workshop_id, st)
+            self._ensure_pump(workshop, st)
 
     def _resync_if_behind(self, st: _Workshop, conn: _Conn) -> None:
         current = st.current()
@@ -322,11 +361,11 @@ class Hub:
             conn.repeats = conn.full_at is not None
             st.needs_full.add(conn)
             st.wake.set()
-        self._ensure_pump(conn.workshop_id, st)
+        self._ensure_pump(conn.workshop, st)
 
-    def _ensure_pump(self, workshop_id: int, st: _Workshop) -> None:
+    def _ensure_pump(self, workshop: str, st: _Workshop) -> None:
         if st.task is None:
-            st.task = asyncio.create_task(self._pump(workshop_id, st))
+            st.task = asyncio.create_task(self._pump(workshop, st))
             self._pumps.add(st.task)
             st.task.add_done_callback(self._pumps.discard)
 
@@ -378,19 +417,24 @@ class Hub:
                 return
 
     async def _render(
-        self, workshop_id: int, since: int | None
+        self, workshop: str, since: int | None
     ) -> tuple[int, Mapping[str, str]] | None:
         try:
-            result = await self.renderer(workshop_id, since)
+            result = await self.renderer(workshop, since)
+        except WorkshopGone:
+            # Deleted, and this process missed the broker's word (lost, or sent by a
+            # process without Redis): the socket waiting for this render learns now.
+            self.gone(workshop)
+            return None
         except Exception:
             # Logged, not retried in a loop: the next change or hello renders again.
             self._counts["render_errors"] += 1
-            log.exception("realtime: rendering workshop %s failed", workshop_id)
+            log.exception("realtime: rendering workshop %s failed", workshop)
             return None
         self._counts["renders"] += 1
         return result
 
-    async def _pump(self, workshop_id: int, st: _Workshop) -> None:
+    async def _pump(self, workshop: str, st: _Workshop) -> None:
         """Render and queue until nothing is pending; one pump per workshop at a time,
         so frames reach every queue in render order."""
         loop = asyncio.get_running_loop()
@@ -407,7 +451,7 @@ class Hub:
                     # The delta first, also when a full board is due: the sockets that
                     # are up to date get it, not a full board.
                     since = st.pushed
-                    delta = await self._render(workshop_id, since)
+                    delta = await self._render(workshop, since)
                     if delta is None:
                         return
                     self._deliver(st, delta[0], since, delta[1])
@@ -426,7 +470,7 @@ class Hub:
                         self._deliver(st, cached[0], None, cached[1], asked, only_asked=True)
                         continue
                     self._counts["full_renders"] += 1
-                    full = await self._render(workshop_id, None)
+                    full = await self._render(workshop, None)
                     if full is None:
                         st.needs_full |= asked & st.conns  # still owed: next hello or change
                         return

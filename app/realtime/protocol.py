@@ -1,6 +1,7 @@
 """Wire vocabulary of the realtime layer, shared by the hub, the app and the tests.
 
-This module owns the websocket close codes the hub uses, the one message a client
+This module owns the websocket close codes the hub uses, `WorkshopGone` (what a
+renderer raises for a workshop that no longer exists), the one message a client
 sends (`{"type": "hello", "seq": N}`, after every connect and reconnect, where N is
 the `data-seq` of the board it currently shows, or null when it has none), and
 `SocketLike`, the three methods the hub needs from a socket. Starlette's `WebSocket`
@@ -19,6 +20,11 @@ CLOSE_TOO_BIG = 1009  # the client sent a frame above the hub's size limit
 CLOSE_SERVICE_RESTART = 1012  # the broker went down: reconnect, say hello, resync
 CLOSE_TRY_AGAIN_LATER = 1013  # the client could not keep up with the pushes
 CLOSE_REVOKED = 4401  # the credential the socket was opened with was revoked
+CLOSE_GONE = 4404  # the workshop was deleted: nothing to reconnect to
+
+
+class WorkshopGone(Exception):
+    """Raised by a renderer for a workshop that does not exist (any more)."""
 
 
 class SocketLike(Protocol):

@@ -55,6 +55,9 @@ class TokenOut(BaseModel):
 
 class WorkshopCreated(SQLModel):
     id: int
+    # The workshop's identity, which no other workshop ever has (its cookies
+    # and live channel carry it); ids are never given twice either.
+    uid: str
     code: str
     title: str
     join_url: str
@@ -140,6 +143,7 @@ def create_workshop(
     assert ws.id is not None
     return WorkshopCreated(
         id=ws.id,
+        uid=ws.uid,
         code=ws.code,
         title=ws.title,
         focus_areas=[_fa_public(fa) for fa in workshops.focus_areas(session, ws.id)],

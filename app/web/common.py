@@ -30,12 +30,11 @@ def html(request: Request, template: str, status: int = 200, **ctx: Any) -> HTML
 def links(settings: Settings, workshop: Workshop) -> dict[str, str]:
     base = settings.public_url.rstrip("/")
     secret = settings.resolved_secret()
-    assert workshop.id is not None
     fkey = access.derive_key(
-        secret, workshop_id=workshop.id, role="facilitator", rotation=workshop.key_rotation
+        secret, uid=workshop.uid, role="facilitator", rotation=workshop.key_rotation
     )
     pkey = access.derive_key(
-        secret, workshop_id=workshop.id, role="projector", rotation=workshop.key_rotation
+        secret, uid=workshop.uid, role="projector", rotation=workshop.key_rotation
     )
     return {
         "join_url": f"{base}/join/{workshop.code}",

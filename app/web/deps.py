@@ -25,11 +25,13 @@ SESSION_COOKIE = "lw_session"
 
 
 def participant_cookie(workshop: Workshop) -> str:
-    return f"lw_p{workshop.id}"
+    """Named after the workshop's uid, never its id: no other workshop ever has
+    it, so a browser never offers one workshop's cookie to another."""
+    return f"lw_p_{workshop.uid}"
 
 
 def projector_cookie(workshop: Workshop) -> str:
-    return f"lw_pj{workshop.id}"
+    return f"lw_pj_{workshop.uid}"
 
 
 def get_settings(request: Request) -> Settings:
@@ -73,17 +75,23 @@ SessionDep = Annotated[Session, Depends(get_session)]
 
 
 def commit(request: Request, session: Session) -> None:
-    """Commit, then tell the broker which (workshop, seq) changed."""
+    """Commit, then tell the broker which (workshop uid, seq) changed and
+    which workshops were deleted (every process closes their sockets and
+    drops their prepared files)."""
     published = session.info.pop("published", set())
+    deleted = session.info.pop("deleted", set())
     session.commit()
     realtime = getattr(request.app.state, "realtime", None)
-    if realtime is None or not published:
+    if realtime is None:
         return
-    latest: dict[int, int] = {}
-    for wid, seq in published:
-        latest[wid] = max(seq, latest.get(wid, 0))
-    for wid, seq in latest.items():
-        anyio.from_thread.run(realtime.publish, wid, seq)
+    for uid in deleted:
+        anyio.from_thread.run(realtime.gone, uid)
+    latest: dict[str, int] = {}
+    for uid, seq in published:
+        if uid not in deleted:
+            latest[uid] = max(seq, latest.get(uid, 0))
+    for uid, seq in latest.items():
+        anyio.from_thread.run(realtime.publish, uid, seq)
 
 
 # RFC 6750 2.1: the scheme in any case, spaces, one b64token; spaces or tabs
@@ -225,11 +233,10 @@ def viewer_of(participant: Participant, settings: Settings) -> Viewer:
 
 def projector_ok(request: Request, workshop: Workshop, settings: Settings) -> bool:
     key = request.query_params.get("key") or request.cookies.get(projector_cookie(workshop))
-    assert workshop.id is not None
     return access.check_key(
         settings.resolved_secret(),
         key,
-        workshop_id=workshop.id,
+        uid=workshop.uid,
         role="projector",
         rotation=workshop.key_rotation,
     )

@@ -329,11 +329,12 @@ def rotate(
         lambda: workshops.rotate(session, workshop=workshop, what=what),
         "New links made; the old ones no longer work.",
     )
-    hub = getattr(request.app.state, "realtime", None)
-    if hub is not None and what == "keys":
+    realtime = getattr(request.app.state, "realtime", None)
+    if realtime is not None and what == "keys" and response.status_code == 303:
         import anyio.from_thread
 
-        anyio.from_thread.run(hub.revoke, workshop.id)
+        # Every process closes the workshop's sockets (through the broker).
+        anyio.from_thread.run(realtime.revoke, workshop.uid)
     return response
 
 
@@ -383,7 +384,8 @@ def delete(
         )
     workshop_id = workshop.id
     workshops.delete_workshop(session, workshop=workshop)
-    session.commit()
+    # Then every process hears of it: sockets closed, prepared files dropped.
+    commit(request, session)
     request.app.state.exports.forget(workshop_id)
     request.app.state.checkpoint()
     return RedirectResponse("/organizer", status_code=303)

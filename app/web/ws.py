@@ -16,22 +16,23 @@ from app.web.deps import bearer, participant_cookie, projector_ok
 router = APIRouter()
 
 
-def _audience(ws: WebSocket, session: Session, code: str) -> tuple[int, str, str] | None:
+def _audience(ws: WebSocket, session: Session, code: str) -> tuple[str, str, str] | None:
+    """(the workshop's uid, the audience, the credential's tag), or None. The
+    hub groups sockets by uid: no other workshop ever has it."""
     settings = ws.app.state.settings
     try:
         workshop = workshops.get_by_code(session, code)
     except DomainError:
         return None
-    assert workshop.id is not None
     token = bearer(ws) or ws.cookies.get(participant_cookie(workshop))
     p = participants.by_token(session, workshop=workshop, token=token)
     if p is not None:
         audience = "facilitator" if p.role == "facilitator" else "board"
-        return workshop.id, audience, f"p:{p.id}"
+        return workshop.uid, audience, f"p:{p.id}"
     if projector_ok(ws, workshop, settings):  # type: ignore[arg-type]
         # One key for all the workshop's screens, capped per workshop: ws_counts is
         # shared by every workshop the process serves.
-        return workshop.id, "projector", f"projector:{workshop.id}"
+        return workshop.uid, "projector", f"projector:{workshop.uid}"
     return None
 
 
@@ -46,7 +47,7 @@ async def workshop_socket(ws: WebSocket, code: str) -> None:
         return
     import anyio.to_thread
 
-    def lookup() -> tuple[int, str, str] | None:
+    def lookup() -> tuple[str, str, str] | None:
         # Read-only: on SQLite the write engine would BEGIN IMMEDIATE, so every
         # handshake would queue for the database's single write lock.
         with Session(read_engine(app.state.engine)) as session:
@@ -56,7 +57,7 @@ async def workshop_socket(ws: WebSocket, code: str) -> None:
     if found is None:
         await ws.close(code=4401)
         return
-    workshop_id, audience, key = found
+    uid, audience, key = found
     settings = app.state.settings
     cap = settings.ws_max_projectors if audience == "projector" else settings.ws_max_per_participant
     counts = app.state.ws_counts
@@ -67,7 +68,7 @@ async def workshop_socket(ws: WebSocket, code: str) -> None:
             await ws.close(code=4429)
             return
         await ws.accept()
-        await app.state.realtime.hub.attach(ws, workshop_id, audience, None, key=key)
+        await app.state.realtime.hub.attach(ws, uid, audience, None, key=key)
     finally:
         counts[key] -= 1
         if counts[key] <= 0:

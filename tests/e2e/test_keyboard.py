@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.helpers import assert_all, tab_to
+from tests.factories import cookie_names
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -44,7 +45,7 @@ def test_cluster_and_vote_with_the_keyboard_alone(
     voter = api.join(code, "Voter", "OSCE Secretariat")
     board = actors("voter", server.url)
     board.context.add_cookies(
-        [{"name": f"lw_p{ws['id']}", "value": voter["token"], "url": server.url}]
+        [{"name": cookie_names(ws["uid"])[0], "value": voter["token"], "url": server.url}]
     )
     board.goto(f"/w/{code}")
     expect(board.locator("[data-conn]")).to_have_text("Live")

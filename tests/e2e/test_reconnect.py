@@ -11,6 +11,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.helpers import Api
+from tests.factories import cookie_names
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -39,7 +40,7 @@ def test_pages_reconnect_after_a_restart_and_catch_up(
     reader = api.join(code, "Reader", "OSCE Secretariat")
     board = actors("board", srv.url)
     board.context.add_cookies(
-        [{"name": f"lw_p{ws['id']}", "value": reader["token"], "url": srv.url}]
+        [{"name": cookie_names(ws["uid"])[0], "value": reader["token"], "url": srv.url}]
     )
     sockets: list[list[str]] = []  # frames received, per socket the board opened
 

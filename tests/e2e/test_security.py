@@ -12,6 +12,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.e2e.helpers import A11y, assert_nothing_stored
+from tests.factories import cookie_names
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -53,7 +54,7 @@ def test_private_text_csp_cookies_and_storage(
     other = api.join(code, "Other person", "OSCE Secretariat")
     reader = actors("reader", server.url)
     reader.context.add_cookies(
-        [{"name": f"lw_p{ws['id']}", "value": other["token"], "url": server.url}]
+        [{"name": cookie_names(ws["uid"])[0], "value": other["token"], "url": server.url}]
     )
     reader_frames = record_frames(reader)
     reader.goto(f"/w/{code}")

@@ -3,7 +3,8 @@
 It owns a fake "database" (a SQLite file named by HUB_STATE, so two processes can
 share it) holding a seq and a fragment padding size per workshop, a renderer over it,
 one websocket endpoint that hands sockets to the hub, and HTTP endpoints that bump a
-workshop (and publish), resize its fragments, revoke keys and report stats.
+workshop (and publish), resize its fragments, revoke keys and report stats. Workshops
+are named by a string key, as the app names them by uid (a path of digits is one).
 Environment: HUB_STATE (required), HUB_REDIS_URL (empty: memory broker),
 HUB_CHANNEL, HUB_COALESCE_MS, HUB_QUEUE_SIZE, HUB_SEND_TIMEOUT.
 """
@@ -25,12 +26,12 @@ _db.execute("PRAGMA synchronous = OFF")  # a throwaway test file: speed over dur
 _db.execute("CREATE TABLE IF NOT EXISTS w (id INTEGER PRIMARY KEY, seq INTEGER, pad INTEGER)")
 
 
-def _row(workshop_id: int) -> tuple[int, int]:
+def _row(workshop_id: str) -> tuple[int, int]:
     row = _db.execute("SELECT seq, pad FROM w WHERE id = ?", (workshop_id,)).fetchone()
     return (row[0], row[1]) if row else (0, 100)
 
 
-async def render(workshop_id: int, since: int | None) -> tuple[int, dict[str, str]]:
+async def render(workshop_id: str, since: int | None) -> tuple[int, dict[str, str]]:
     seq, pad = _row(workshop_id)
     kind = "full" if since is None else "delta"
     out = {}
@@ -70,14 +71,14 @@ app = FastAPI(lifespan=lifespan)
 
 @app.websocket("/ws/{workshop_id}/{audience}")
 async def board_socket(
-    ws: WebSocket, workshop_id: int, audience: str, seq: int | None = None, key: str | None = None
+    ws: WebSocket, workshop_id: str, audience: str, seq: int | None = None, key: str | None = None
 ) -> None:
     await ws.accept()
     await hub.attach(ws, workshop_id, audience, last_seq=seq, key=key)
 
 
 @app.post("/bump/{workshop_id}")
-async def bump(workshop_id: int, count: int = 1) -> dict[str, int]:
+async def bump(workshop_id: str, count: int = 1) -> dict[str, int]:
     seq = 0
     for _ in range(count):
         seq = _db.execute(
@@ -90,7 +91,7 @@ async def bump(workshop_id: int, count: int = 1) -> dict[str, int]:
 
 
 @app.post("/pad/{workshop_id}")
-async def pad(workshop_id: int, size: int) -> dict[str, int]:
+async def pad(workshop_id: str, size: int) -> dict[str, int]:
     _db.execute(
         "INSERT INTO w (id, seq, pad) VALUES (?, 0, ?) ON CONFLICT (id) DO UPDATE SET pad = ?",
         (workshop_id, size, size),
@@ -99,7 +100,7 @@ async def pad(workshop_id: int, size: int) -> dict[str, int]:
 
 
 @app.post("/revoke/{workshop_id}")
-async def revoke(workshop_id: int, key: str) -> dict[str, int]:
+async def revoke(workshop_id: str, key: str) -> dict[str, int]:
     return {"closed": await hub.close_where(workshop_id, lambda k: k == key)}
 
 

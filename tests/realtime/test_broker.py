@@ -8,7 +8,16 @@ import asyncio
 import uuid
 from pathlib import Path
 
-from app.realtime.broker import MemoryBroker, RedisBroker, decode, encode, make_broker
+from app.realtime.broker import (
+    GONE,
+    REVOKE,
+    MemoryBroker,
+    RedisBroker,
+    announce,
+    decode,
+    encode,
+    make_broker,
+)
 from tests.realtime.conftest import (
     Harness,
     RedisServer,
@@ -23,11 +32,15 @@ from tests.realtime.conftest import (
 
 class Recorder:
     def __init__(self) -> None:
-        self.messages: list[tuple[int, int]] = []
+        self.messages: list[tuple[str, int]] = []
+        self.controls: list[tuple[str, str]] = []
         self.events: list[str] = []
 
-    async def on_message(self, workshop_id: int, seq: int) -> None:
-        self.messages.append((workshop_id, seq))
+    async def on_message(self, workshop: str, seq: int) -> None:
+        self.messages.append((workshop, seq))
+
+    async def on_control(self, workshop: str, action: str) -> None:
+        self.controls.append((workshop, action))
 
     async def on_down(self) -> None:
         self.events.append("down")
@@ -43,9 +56,23 @@ async def eventually(check, timeout: float = 3.0) -> None:
 
 
 def test_wire_format_and_factory() -> None:
-    assert decode(encode(12, 345)) == (12, 345)
-    assert decode(b"12:345") == (12, 345)
-    assert decode("12") is None and decode("a:1") is None and decode(b"1:-2") is None
+    # Workshops are named by key (the app's uid), so a message never names an id.
+    uid = uuid.uuid4().hex
+    assert decode(encode(uid, 345)) == (uid, 345)
+    assert decode(b"12:345") == ("12", 345)
+    assert decode(encode(uid, GONE)) == (uid, GONE)
+    assert decode(encode(uid, REVOKE)) == (uid, REVOKE)
+    for bad in (
+        "12",
+        "a:1x",
+        b"1:-2",
+        ":3",
+        "a b:1",
+        "k:explode",
+        "k:" + "9" * 30,
+        "x" * 65 + ":1",
+    ):
+        assert decode(bad) is None, bad
     assert isinstance(make_broker(""), MemoryBroker)
     assert isinstance(make_broker("redis://127.0.0.1:1/0"), RedisBroker)
 
@@ -53,12 +80,14 @@ def test_wire_format_and_factory() -> None:
 def test_memory_broker_delivers_once_started() -> None:
     async def main() -> None:
         broker, rec = MemoryBroker(), Recorder()
-        await broker.publish(1, 1)  # nobody listening yet: dropped, no error
-        await broker.start(rec.on_message, rec.on_down, rec.on_up)
-        await broker.publish(1, 2)
+        await broker.publish("w1", 1)  # nobody listening yet: dropped, no error
+        await broker.start(rec.on_message, rec.on_down, rec.on_up, rec.on_control)
+        await broker.publish("w1", 2)
+        await broker.control("w1", GONE)
         await broker.stop()
-        await broker.publish(1, 3)
-        assert rec.messages == [(1, 2)]
+        await broker.publish("w1", 3)
+        assert rec.messages == [("w1", 2)]
+        assert rec.controls == [("w1", GONE)]
 
     asyncio.run(main())
 
@@ -68,11 +97,16 @@ def test_redis_broker_fans_out_to_every_subscriber(redis_url: str) -> None:
         channel = f"test:{uuid.uuid4().hex}"
         a, b = RedisBroker(redis_url, channel), RedisBroker(redis_url, channel)
         rec_a, rec_b = Recorder(), Recorder()
-        await a.start(rec_a.on_message, rec_a.on_down, rec_a.on_up)
-        await b.start(rec_b.on_message, rec_b.on_down, rec_b.on_up)
-        await a.publish(3, 9)
+        await a.start(rec_a.on_message, rec_a.on_down, rec_a.on_up, rec_a.on_control)
+        await b.start(rec_b.on_message, rec_b.on_down, rec_b.on_up, rec_b.on_control)
+        await a.publish("w3", 9)
         await eventually(lambda: rec_a.messages and rec_b.messages)
-        assert rec_a.messages == rec_b.messages == [(3, 9)]
+        assert rec_a.messages == rec_b.messages == [("w3", 9)]
+        await b.control("w3", REVOKE)
+        # A process without a hub (``lessons purge``) is heard by every one.
+        assert await announce(redis_url, channel, [("w4", GONE)])
+        await eventually(lambda: len(rec_a.controls) == len(rec_b.controls) == 2)
+        assert rec_a.controls == rec_b.controls == [("w3", REVOKE), ("w4", GONE)]
         assert rec_a.events == rec_b.events == []
         await a.stop()
         await b.stop()
@@ -85,18 +119,20 @@ def test_redis_broker_reports_down_once_and_up_again(redis_server: RedisServer) 
         broker = RedisBroker(redis_server.url, ping_interval=0.3, timeout=0.5, backoff_max=0.2)
         rec = Recorder()
         await broker.start(rec.on_message, rec.on_down, rec.on_up)
-        await broker.publish(1, 1)
-        await eventually(lambda: rec.messages == [(1, 1)])
+        await broker.publish("1", 1)
+        await eventually(lambda: rec.messages == [("1", 1)])
         redis_server.kill()
         await eventually(lambda: rec.events == ["down"])
-        await broker.publish(1, 2)  # must not raise: logged and dropped
+        await broker.publish("1", 2)  # must not raise: logged and dropped
+        await broker.control("1", GONE)  # nor this
+        assert not await announce(redis_server.url, "x", [("1", GONE)], timeout=0.3)
         assert broker.dropped >= 1
         await asyncio.sleep(0.5)  # several failed reconnects: still a single "down"
         assert rec.events == ["down"]
         await asyncio.to_thread(redis_server.start)
         await eventually(lambda: rec.events == ["down", "up"])
-        await broker.publish(1, 3)
-        await eventually(lambda: rec.messages == [(1, 1), (1, 3)])
+        await broker.publish("1", 3)
+        await eventually(lambda: rec.messages == [("1", 1), ("1", 3)])
         await broker.stop()
 
     asyncio.run(main())

@@ -22,6 +22,7 @@ from websockets.exceptions import ConnectionClosed
 
 from bench._frames import fragments, frame_seq
 from bench._server import Api, AppServer, last_seq, make_workshop
+from tests.factories import cookie_names
 
 LIVE_ENV = {
     "LESSONS_RATE_CARDS_PER_MINUTE": "100000",
@@ -98,7 +99,7 @@ async def recv_until(ws: ClientConnection, needle: str, timeout: float) -> list[
 def test_http_change_reaches_board_facilitator_and_projector(live: AppServer) -> None:
     api = Api(live.url)
     scene = make_workshop(api, collect_areas=1, vote_cards=0, participants=0)
-    code, wid = scene["code"], scene["id"]
+    code, (pcookie, pjcookie) = scene["code"], cookie_names(scene["uid"])
     writer = api.join(code, "Zebediah Quuxworth", scene["affiliation"])
     fac = scene["fac"]
     names = ["Zebediah Quuxworth", "Facilitator"]
@@ -107,12 +108,12 @@ def test_http_change_reaches_board_facilitator_and_projector(live: AppServer) ->
     async def main() -> None:
         sockets = {
             "board": await open_socket(live, code, token=writer["token"]),
-            "facilitator": await open_socket(live, code, cookies={f"lw_p{wid}": fac["token"]}),
+            "facilitator": await open_socket(live, code, cookies={pcookie: fac["token"]}),
             "projector (query)": await open_socket(
                 live, code, query=f"?key={scene['projector_key']}"
             ),
             "projector (cookie)": await open_socket(
-                live, code, cookies={f"lw_pj{wid}": scene["projector_key"]}
+                live, code, cookies={pjcookie: scene["projector_key"]}
             ),
         }
         first = {}

@@ -23,6 +23,7 @@ import httpx
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.typing import Origin
 
+from tests.factories import cookie_names
 from tests.support.live_server import KEEPALIVE, ORGANIZER, ServerProcess
 
 SECRET = "live-secret-" + "5e1f0c2a9b7d" * 4
@@ -141,6 +142,7 @@ class Recording:
     url: str
     code: str = ""
     wid: int = 0
+    pcookie: str = ""  # the name of the workshop's participant cookie
     people: list[Person] = field(default_factory=list)
     items: list[Item] = field(default_factory=list)
     secrets: dict[str, str] = field(default_factory=dict)  # what -> value
@@ -265,6 +267,7 @@ async def _scenario(run: Run) -> None:
     )
     created = r.json()
     rec.code, rec.wid = created["code"], created["id"]
+    rec.pcookie = cookie_names(created["uid"])[0]
     fa = created["focus_areas"][0]
     fkey = created["facilitator_url"].split("key=")[1]
     pkey = created["projector_url"].split("key=")[1]
@@ -314,7 +317,7 @@ async def _scenario(run: Run) -> None:
     rec.secrets["facilitator token"] = r.json()["token"]
     rec.facilitator_pid = r.json()["participant_id"]
     fac = {"Authorization": f"Bearer {r.json()['token']}"}
-    run.client("facilitator").cookies.set(f"lw_p{rec.wid}", r.json()["token"])
+    run.client("facilitator").cookies.set(rec.pcookie, r.json()["token"])
     for p in rec.people:
         r = await run.http(
             p.viewer,
@@ -323,9 +326,9 @@ async def _scenario(run: Run) -> None:
             json={"display_name": p.name, "affiliation": p.affiliation},
         )
         p.token, p.pid = r.json()["token"], r.json()["participant_id"]
-        run.client(p.viewer).cookies.set(f"lw_p{rec.wid}", p.token)
+        run.client(p.viewer).cookies.set(rec.pcookie, p.token)
     for p in rec.people:
-        await run.open_socket(p.viewer, {"Cookie": f"lw_p{rec.wid}={p.token}"})
+        await run.open_socket(p.viewer, {"Cookie": f"{rec.pcookie}={p.token}"})
     await run.open_socket("facilitator", fac)
     # The projector's socket carries its key in the URL (the endpoint accepts
     # that); its page carries it in the query too, once.

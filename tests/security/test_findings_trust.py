@@ -29,7 +29,7 @@ class Scene:
     and a participant's, one collecting focus area with a card and a cluster."""
 
     code: str
-    wid: int
+    uid: str
     fa: int
     card: int
     cluster: int
@@ -37,9 +37,11 @@ class Scene:
     fac: str
     ana: str
     api: str = field(init=False)
+    pcookie: str = field(init=False)  # the name of its participant cookie
 
     def __post_init__(self) -> None:
         self.api = f"/api/v1/workshops/{self.code}"
+        self.pcookie = f.cookie_names(self.uid)[0]
 
     def cookies(self, who: str) -> dict[str, str]:
         """What a browser holding ``who``'s credential sends, with the CSRF
@@ -48,7 +50,7 @@ class Scene:
         if who == "org":
             jar["lw_session"] = self.org
         else:
-            jar[f"lw_p{self.wid}"] = getattr(self, who)
+            jar[self.pcookie] = getattr(self, who)
         return {"Cookie": "; ".join(f"{k}={v}" for k, v in jar.items()), "X-CSRF-Token": CSRF}
 
 
@@ -102,7 +104,7 @@ def _scene(client: TestClient, session: Session) -> Scene:
         headers=f.bearer(fac),
     )
     assert r.status_code == 201, r.text
-    return Scene(code, ws["id"], fa, card, r.json()["id"], org, fac, ana)
+    return Scene(code, ws["uid"], fa, card, r.json()["id"], org, fac, ana)
 
 
 def _card_row(client: TestClient, card_id: int) -> Card:
@@ -514,7 +516,7 @@ def test_an_authorization_header_that_is_no_bearer_token_gets_no_csrf_pass(
 ) -> None:
     s = _scene(client, session)
     client.cookies.clear()
-    cookie = f"lw_p{s.wid}={s.ana}"  # the participant's cookie, no CSRF token
+    cookie = f"{s.pcookie}={s.ana}"  # the participant's cookie, no CSRF token
     before = _card_count(client)
     r = client.post(
         f"{s.api}/cards",
@@ -545,11 +547,11 @@ def test_a_bearer_token_that_is_wrong_never_falls_back_to_the_cookie(
         r = client.post(
             f"{s.api}/cards",
             json={"focus_area_id": s.fa, "kind": "tool", "title": "Forged"},
-            headers={"Cookie": f"lw_p{s.wid}={s.ana}", "Authorization": auth},
+            headers={"Cookie": f"{s.pcookie}={s.ana}", "Authorization": auth},
         )
         assert r.status_code == 401, (auth, r.text)
         r = client.get(
-            f"{s.api}/me", headers={"Cookie": f"lw_p{s.wid}={s.ana}", "Authorization": auth}
+            f"{s.api}/me", headers={"Cookie": f"{s.pcookie}={s.ana}", "Authorization": auth}
         )
         assert r.status_code == 403, (auth, r.text)  # "join first": nobody
     # Any spelling of the scheme, the token itself does the work.
@@ -569,7 +571,7 @@ def test_the_websocket_reads_a_bearer_token_as_http_does(
     s = _scene(client, session)
     client.cookies.clear()
     url = f"/ws/workshops/{s.code}"
-    cookie = f"lw_p{s.wid}={s.ana}"
+    cookie = f"{s.pcookie}={s.ana}"
 
     def served(headers: dict[str, Any]) -> bool:
         with client.websocket_connect(url, headers=headers) as sock:

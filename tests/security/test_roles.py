@@ -381,7 +381,7 @@ def test_projector_key_in_the_query_opens_the_projector_only(
     walk_client.cookies.clear()
     r = walk_client.get(f"/w/{w.code}/projector", params={"key": w.keys["projector"]})
     assert r.status_code == 200
-    assert r.cookies.get(f"lw_pj{w.wid}") == w.keys["projector"]
+    assert r.cookies.get(f.cookie_names(w.uid)[1]) == w.keys["projector"]
     # The projector key is not a facilitator key, and a wrong key is refused.
     walk_client.cookies.clear()
     r = walk_client.get(
@@ -408,7 +408,7 @@ def test_facilitator_key_makes_a_facilitator_and_nothing_else_does(
         f"/w/{w.code}/facilitate", params={"key": w.keys["facilitator"]}, follow_redirects=False
     )
     assert r.status_code == 303 and r.headers["location"] == f"/w/{w.code}/console"
-    assert r.cookies.get(f"lw_p{w.wid}")
+    assert r.cookies.get(f.cookie_names(w.uid)[0])
     # A key of another workshop does not work here.
     other = seed(db, SECRET)
     walk_client.cookies.clear()

@@ -61,7 +61,7 @@ def test_rotating_keys_refuses_the_old_links_and_closes_their_sockets(
             assert _closed_code(sock) in (1012, 4401)
     client.cookies.clear()
     assert client.get(f"/w/{w.code}/projector", params={"key": old_pj}).status_code == 403
-    client.cookies.set(f"lw_pj{w.wid}", old_pj)
+    client.cookies.set(f.cookie_names(w.uid)[1], old_pj)
     assert client.get(f"/w/{w.code}/projector").status_code == 403
     client.cookies.clear()
     r = client.get(f"/w/{w.code}/facilitate", params={"key": old_fk}, follow_redirects=False)
@@ -82,7 +82,7 @@ def test_rotating_keys_refuses_the_old_links_and_closes_their_sockets(
         board.send_text(HELLO)
         assert "hx-swap-oob" in board.receive_text()
         leave(board, client.app)
-    new_pj = access.derive_key(SECRET, workshop_id=w.wid, role="projector", rotation=1)
+    new_pj = access.derive_key(SECRET, uid=w.uid, role="projector", rotation=1)
     client.cookies.clear()
     assert client.get(f"/w/{w.code}/projector", params={"key": new_pj}).status_code == 200
 
@@ -107,7 +107,7 @@ def test_rotating_keys_unseats_facilitators_who_came_through_the_old_link(
     ):
         sock.receive_text()
     assert refused.value.code == 4401
-    new_fk = access.derive_key(SECRET, workshop_id=w.wid, role="facilitator", rotation=1)
+    new_fk = access.derive_key(SECRET, uid=w.uid, role="facilitator", rotation=1)
     r = client.get(f"/w/{w.code}/facilitate", params={"key": new_fk}, follow_redirects=False)
     assert r.status_code == 303
     # Participants keep their seats.

@@ -67,7 +67,8 @@ def test_every_cookie_is_httponly_and_samesite_lax(client: TestClient, session: 
         f"/w/{w.code}/facilitate", params={"key": w.keys["facilitator"]}, follow_redirects=False
     )
     seen.update({f"facilitator {k}": v for k, v in _set_cookies(r).items()})
-    names = {"lw_csrf", "lw_session", f"lw_p{w.wid}", f"lw_pj{w.wid}", f"facilitator lw_p{w.wid}"}
+    pc, pj = f.cookie_names(w.uid)
+    names = {"lw_csrf", "lw_session", pc, pj, f"facilitator {pc}"}
     assert names <= seen.keys(), sorted(seen)
     for morsel in seen.values():
         _assert_flags(morsel)

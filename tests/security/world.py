@@ -52,15 +52,17 @@ class World:
     # Plain copies, usable after the rows are gone or the session closed.
     code: str = ""
     wid: int = 0
+    uid: str = ""
     card_ids: list[int] = field(default_factory=list)
 
     def cookies(self, role: str) -> dict[str, str]:
         """The cookies a browser holding ``role`` sends (plus the CSRF cookie)."""
         jar = {"lw_csrf": CSRF}
+        participant, projector = f.cookie_names(self.uid)
         if role in ("participant", "facilitator", "author2"):
-            jar[f"lw_p{self.wid}"] = self.tokens[role]
+            jar[participant] = self.tokens[role]
         elif role == "projector":
-            jar[f"lw_pj{self.wid}"] = self.keys["projector"]
+            jar[projector] = self.keys["projector"]
         elif role in ("organizer", "other_organizer"):
             jar["lw_session"] = self.tokens[role]
         return jar
@@ -107,7 +109,7 @@ def seed(session: Session, secret: str, *, private_writing: bool = False) -> Wor
         data = CardCreate(focus_area_id=fa.id or 0, kind=CardKind(kind), title=title)
         return cards.create_card(session, workshop=ws, participant=author, data=data)[0]
 
-    fkey = access.derive_key(secret, workshop_id=ws.id, role="facilitator", rotation=0)
+    fkey = access.derive_key(secret, uid=ws.uid, role="facilitator", rotation=0)
     participant, p_token = join("Pat Walker")
     author2, a_token = join("Alex Second")
     _, f_token = join("Facilitator", fkey)
@@ -127,7 +129,7 @@ def seed(session: Session, secret: str, *, private_writing: bool = False) -> Wor
     votes.change_vote(session, workshop=ws, participant=participant, card_id=vcard.id, delta=1)
     world = World(ws, fa_c, fa_v, c1, c2, c3, vcard, cl, cl2)
     world.participant_id = participant.id or 0
-    world.code, world.wid = ws.code, ws.id
+    world.code, world.wid, world.uid = ws.code, ws.id, ws.uid
     world.card_ids = [c.id or 0 for c in (c1, c2, c3, vcard)]
     world.tokens.update(
         participant=p_token,
@@ -138,9 +140,7 @@ def seed(session: Session, secret: str, *, private_writing: bool = False) -> Wor
     )
     session.commit()
     world.keys["facilitator"] = fkey
-    world.keys["projector"] = access.derive_key(
-        secret, workshop_id=ws.id, role="projector", rotation=0
-    )
+    world.keys["projector"] = access.derive_key(secret, uid=ws.uid, role="projector", rotation=0)
     return world
 
 

@@ -95,7 +95,7 @@ def test_phase_changed_elsewhere_reaches_the_console_menu_and_not_participants(
         assert not has_phase_control(board.receive_text())
 
         # Another facilitator's console sends the form (as htmx does, CSRF token in a header).
-        client.cookies.set(f"lw_p{ws.id}", second)
+        client.cookies.set(f.cookie_names(ws.uid)[0], second)
         page = client.get(f"/w/{ws.code}/console")
         assert page.status_code == 200 and 'id="fa-phase-' in page.text
         token = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
@@ -146,7 +146,7 @@ def test_workshop_switches_follow_a_change_made_on_another_console(
         assert ">Lock joins<" in console.receive_text()
         assert 'id="console-toggles"' not in board.receive_text()
 
-        client.cookies.set(f"lw_p{ws.id}", second)
+        client.cookies.set(f.cookie_names(ws.uid)[0], second)
         page = client.get(f"/w/{ws.code}/console")
         token = re.search(r'name="csrf-token" content="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
         htmx = {"HX-Request": "true", "X-CSRF-Token": token}

@@ -90,7 +90,7 @@ def test_websocket_push_reaches_the_board(client: TestClient, session: Session) 
     fa = f.set_phase(session, ws, 0, "collect")
     _, token = f.join(session, ws, "Viewer")
     author, author_token = f.join(session, ws, "Author")
-    client.cookies.set(f"lw_p{ws.id}", token)
+    client.cookies.set(f.cookie_names(ws.uid)[0], token)
     # Starlette's test session sometimes reports the server task's cancellation
     # at teardown, after every assertion below has run; tolerate only that.
     with (
@@ -125,7 +125,7 @@ def test_websocket_refuses_foreign_origin_and_no_credentials(
     ):
         sock.receive_text()
     _, token = f.join(session, ws, "Viewer")
-    client.cookies.set(f"lw_p{ws.id}", token)
+    client.cookies.set(f.cookie_names(ws.uid)[0], token)
     with (
         pytest.raises(WebSocketDisconnect),
         client.websocket_connect(
