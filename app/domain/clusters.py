@@ -285,11 +285,16 @@ def merge_clusters(
 
 
 def merged_from(session: Session, *, card_ids: list[int]) -> dict[int, list[Card]]:
-    """card id -> the cards merged into it (for the "merged from" note)."""
+    """card id -> the cards merged into it (for the "merged from" note).
+    Only cards still merged: one its author withdrew afterwards is shown to
+    nobody (found by the adversary test)."""
     if not card_ids:
         return {}
     out: dict[int, list[Card]] = {}
-    for c in session.exec(select(Card).where(col(Card.merged_into_id).in_(card_ids))):
+    merged = select(Card).where(
+        col(Card.merged_into_id).in_(card_ids), Card.status == CardStatus.merged
+    )
+    for c in session.exec(merged):
         assert c.merged_into_id is not None
         out.setdefault(c.merged_into_id, []).append(c)
     return out

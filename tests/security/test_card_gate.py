@@ -14,7 +14,7 @@ import pytest
 from sqlmodel import Session
 
 from app.domain import cards as cards_domain
-from app.models import Card, CardStatus
+from app.models import Card, CardStatus, Participant
 from tests import factories as f
 from tests.conftest import SECRET
 
@@ -160,3 +160,35 @@ def test_gate_is_the_only_way_to_card_content(session: Session) -> None:
     view = cards_domain.gate(card, fa, ws, author)
     assert view is not None and view.mine and not hasattr(view, "author_id")
     assert "author" not in cards_domain.to_public(view).model_dump()
+
+
+def test_merged_then_withdrawn_card_leaves_every_push(client: Any, session: Session) -> None:
+    """Found by the adversary: a card merged into another and then withdrawn
+    by its author still showed its text in the survivor's "merged from" note,
+    in every board and console push."""
+    from app.render import render_push
+
+    w = _world(session, private=False)
+    ws, fa = w["ws"], w["fa"]
+    survivor = f.card(
+        session,
+        ws,
+        session.get(Participant, _stored(session, w["card"].id).author_id),
+        fa.id,
+        title="survivor",
+    )
+    r = client.post(
+        f"/api/v1/workshops/{ws.code}/cards/{w['card'].id}/merge",
+        json={"into": survivor.id},
+        headers=w["fac"],
+    )
+    assert r.status_code == 200, r.text
+    session.expire_all()
+    frames = render_push(session, ws, fa_ids=None, facilitator_sees_private=True, join_url="x")
+    assert any(SECRET_TEXT in html for html in frames.values())  # shown while merged
+    session.commit()
+    assert client.delete(_url(w), headers=w["author"]).status_code == 204
+    session.expire_all()
+    frames = render_push(session, ws, fa_ids=None, facilitator_sees_private=True, join_url="x")
+    session.commit()
+    assert not any(SECRET_TEXT in html for html in frames.values())
